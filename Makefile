@@ -1,0 +1,25 @@
+# Privata's make targets. The README names the two a newcomer needs:
+# `make demo` and `make test`.
+
+GO      ?= go
+BIN     := bin/privata
+GOFLAGS ?=
+
+.PHONY: all build test vet fuzz bench demo clean
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/controller
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Every test runs against real PostgreSQL clusters started from the local
+# binaries; a missing binary fails the run with instructions.
+test: vet build
+	$(GO) test $(GOFLAGS) -count=1 -timeout 80m ./...
+
+clean:
+	rm -rf bin .privata

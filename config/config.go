@@ -1,0 +1,281 @@
+// Package config reads privata.yaml: the clusters Privata fronts, the policy
+// files, and how the server listens and authenticates clients.
+//
+// Decoding is strict: an unknown or duplicate key is an error that names its
+// file, line and column. String values may refer to environment variables as
+// ${NAME} (an error when NAME is unset) or ${NAME:-default}. Defaults live in
+// one place, Default. Relative paths are relative to the configuration file.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+)
+
+// Config is the content of privata.yaml.
+type Config struct {
+	// Clusters by name; the policy's regions refer to these names.
+	Clusters map[string]*Cluster `yaml:"clusters"`
+	// Policies are the policy files, merged in order.
+	Policies []string `yaml:"policies"`
+	Server   Server   `yaml:"server"`
+	Auth     Auth     `yaml:"auth"`
+
+	// File is the path the configuration was read from.
+	File string `yaml:"-"`
+}
+
+// Cluster is one PostgreSQL cluster (one database in it).
+type Cluster struct {
+	// URL is Privata's own connection: plan, apply and the controller loops
+	// use it, and sessions too unless SessionURL is set.
+	URL Env `yaml:"url"`
+	// SessionURL, when set, is the login client sessions use upstream before
+	// taking on their policy role. It should not be a superuser.
+	SessionURL Env `yaml:"session_url"`
+}
+
+// Server says where and how the proxy listens.
+type Server struct {
+	Listen        string `yaml:"listen"`
+	MetricsListen string `yaml:"metrics_listen"`
+	TLSCert       string `yaml:"tls_cert"`
+	TLSKey        string `yaml:"tls_key"`
+	// MaxMessageBytes is the largest protocol message a client may send;
+	// larger ones are refused before they are read.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// ParseCacheEntries bounds the cache of parsed statement texts.
+	ParseCacheEntries int `yaml:"parse_cache_entries"`
+}
+
+// Auth says how clients authenticate to Privata.
+type Auth struct {
+	// Method is scram (users below), auth_query (verifiers looked up
+	// upstream) or trust (development only).
+	Method string `yaml:"method"`
+	// Users maps client user names to SCRAM-SHA-256 verifiers and roles.
+	Users map[string]*User `yaml:"users"`
+	// Query looks up a user's verifier upstream for auth_query; $1 is the
+	// user name; it returns one text column.
+	Query string `yaml:"query"`
+	// QueryCluster is the cluster auth_query runs on (default: the first).
+	QueryCluster string `yaml:"query_cluster"`
+	// DefaultRole is the policy role of a client whose user name is neither
+	// in Users nor a policy role's pg_role.
+	DefaultRole string `yaml:"default_role"`
+}
+
+// User is a client user of Privata.
+type User struct {
+	// Password is a SCRAM-SHA-256 verifier as PostgreSQL stores it
+	// (SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>); `privata
+	// passwd` prints one. Plain passwords are refused.
+	Password Env `yaml:"password"`
+	// Role is the policy role the user acts as.
+	Role string `yaml:"role"`
+}
+
+// Default returns the configuration used for keys a file leaves out.
+func Default() *Config {
+	return &Config{
+		Server: Server{
+			Listen:            "127.0.0.1:6432",
+			MetricsListen:     "127.0.0.1:9187",
+			MaxMessageBytes:   64 << 20,
+			ParseCacheEntries: 10000,
+		},
+		Auth: Auth{
+			Method: "scram",
+			Query:  "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin",
+		},
+	}
+}
+
+// Load reads and checks a configuration file.
+func Load(file string) (*Config, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(file, data)
+}
+
+// Parse decodes a configuration; file names it in errors and anchors
+// relative paths.
+func Parse(file string, data []byte) (*Config, error) {
+	c := Default()
+	if err := yaml.UnmarshalWithOptions(data, c, yaml.Strict()); err != nil {
+		return nil, positioned(file, err)
+	}
+	c.File = file
+	dir := filepath.Dir(file)
+	for i, p := range c.Policies {
+		if !filepath.IsAbs(p) {
+			c.Policies[i] = filepath.Join(dir, p)
+		}
+	}
+	for _, p := range []*string{&c.Server.TLSCert, &c.Server.TLSKey} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return c, nil
+}
+
+func (c *Config) check() error {
+	var errs []error
+	if len(c.Clusters) == 0 {
+		errs = append(errs, errors.New("no clusters: add `clusters: {name: {url: postgres://...}}`"))
+	}
+	for _, name := range c.ClusterNames() {
+		cl := c.Clusters[name]
+		if cl == nil || cl.URL == "" {
+			errs = append(errs, fmt.Errorf("cluster %s has no url", name))
+			continue
+		}
+		for _, u := range []Env{cl.URL, cl.SessionURL} {
+			if u == "" {
+				continue
+			}
+			if _, err := url.Parse(string(u)); err != nil || !strings.HasPrefix(string(u), "postgres") {
+				// Say which cluster, never the URL: it may hold a password.
+				errs = append(errs, fmt.Errorf("cluster %s: url is not a postgres:// URL", name))
+			}
+		}
+	}
+	if len(c.Policies) == 0 {
+		errs = append(errs, errors.New("no policy files: add `policies: [policy.yaml]`"))
+	}
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
+		errs = append(errs, errors.New("server: tls_cert and tls_key go together"))
+	}
+	switch c.Auth.Method {
+	case "scram", "trust":
+	case "auth_query":
+		if c.Auth.QueryCluster != "" && c.Clusters[c.Auth.QueryCluster] == nil {
+			errs = append(errs, fmt.Errorf("auth: query_cluster %q is not a cluster", c.Auth.QueryCluster))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("auth: method %q: want scram, auth_query or trust", c.Auth.Method))
+	}
+	for _, name := range sortedKeys(c.Auth.Users) {
+		u := c.Auth.Users[name]
+		if u == nil || !strings.HasPrefix(string(u.Password), "SCRAM-SHA-256$") {
+			errs = append(errs, fmt.Errorf("auth: user %s: password must be a SCRAM-SHA-256 verifier "+
+				"(privata passwd prints one); plain passwords are not stored", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ClusterNames returns the cluster names in sorted order.
+func (c *Config) ClusterNames() []string { return sortedKeys(c.Clusters) }
+
+// SessionURL is the URL sessions use upstream on cluster name.
+func (c *Config) SessionURL(name string) string {
+	cl := c.Clusters[name]
+	if cl.SessionURL != "" {
+		return string(cl.SessionURL)
+	}
+	return string(cl.URL)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Env is a string in which ${NAME} and ${NAME:-default} are replaced by the
+// environment's values when the file is read.
+type Env string
+
+func (e *Env) UnmarshalYAML(node ast.Node) error {
+	sn, ok := node.(ast.ScalarNode)
+	if !ok {
+		return fmt.Errorf("[%d:%d] expected a string", node.GetToken().Position.Line,
+			node.GetToken().Position.Column)
+	}
+	if node.Type() == ast.NullType {
+		*e = ""
+		return nil
+	}
+	s, err := expand(fmt.Sprint(sn.GetValue()))
+	if err != nil {
+		tk := node.GetToken()
+		return fmt.Errorf("[%d:%d] %w", tk.Position.Line, tk.Position.Column, err)
+	}
+	*e = Env(s)
+	return nil
+}
+
+// expand replaces ${NAME} and ${NAME:-default}; an unset NAME without a
+// default is an error.
+func expand(s string) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("unclosed ${ in %q", s[i:])
+		}
+		b.WriteString(s[:i])
+		ref := s[i+2 : i+j]
+		name, def, hasDef := strings.Cut(ref, ":-")
+		if name == "" || strings.ContainsFunc(name, func(r rune) bool {
+			return !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+		}) {
+			return "", fmt.Errorf("bad environment reference ${%s}", ref)
+		}
+		v, set := os.LookupEnv(name)
+		switch {
+		case set && v != "":
+			b.WriteString(v)
+		case hasDef:
+			b.WriteString(def)
+		default:
+			return "", fmt.Errorf("environment variable %s is not set", name)
+		}
+		s = s[i+j+1:]
+	}
+}
+
+// positioned turns a decoder error into file:line:column form.
+func positioned(file string, err error) error {
+	var ye yaml.Error
+	if errors.As(err, &ye) && ye.GetToken() != nil {
+		p := ye.GetToken().Position
+		return fmt.Errorf("%s:%d:%d: %s", file, p.Line, p.Column, ye.GetMessage())
+	}
+	// Errors of our own unmarshalers carry "[line:col] " in front.
+	msg := err.Error()
+	if strings.HasPrefix(msg, "[") {
+		if pos, rest, ok := strings.Cut(msg[1:], "] "); ok {
+			return fmt.Errorf("%s:%s: %s", file, pos, firstLine(rest))
+		}
+	}
+	return fmt.Errorf("%s: %s", file, firstLine(msg))
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
