@@ -46,8 +46,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed backend calls and values that failed to open, by operation.",
 		}, []string{"backend", "op"}),
 		delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "privata_cache_invalidation_delay_seconds",
-			Help: "Time from a change's commit to its invalidation in the cache.",
+			Name:    "privata_cache_invalidation_delay_seconds",
+			Help:    "Time from a change's commit to its invalidation in the cache.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"backend"}),
 	}
