@@ -61,6 +61,52 @@ func (m *Memcached) at(point string) {
 
 // Lookup implements Backend.
 func (m *Memcached) Lookup(ctx context.Context, key string) (Probe, error) {
+	return within(ctx, func() (Probe, error) { return m.lookup(ctx, key) })
+}
+
+// Store implements Backend.
+func (m *Memcached) Store(ctx context.Context, key string, rec *Record, indexes []string,
+	ttl time.Duration) (bool, error) {
+	return within(ctx, func() (bool, error) { return m.store(ctx, key, rec, indexes, ttl) })
+}
+
+// Bump implements Backend.
+func (m *Memcached) Bump(ctx context.Context, marks []string) error {
+	_, err := within(ctx, func() (struct{}, error) { return struct{}{}, m.bump(ctx, marks) })
+	return err
+}
+
+// Drop implements Backend.
+func (m *Memcached) Drop(ctx context.Context, indexes []string) error {
+	_, err := within(ctx, func() (struct{}, error) { return struct{}{}, m.drop(ctx, indexes) })
+	return err
+}
+
+// within runs fn, an operation of several round trips, and gives up on it
+// when ctx ends: the client has no contexts, only a timeout per round trip.
+// An operation given up on may still complete; each one is safe to
+// complete late (a late store is checked at lookup, a late bump only makes
+// entries stale).
+func within[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := fn()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("memcached: %w", ctx.Err())
+	}
+}
+
+func (m *Memcached) lookup(ctx context.Context, key string) (Probe, error) {
 	if err := ctx.Err(); err != nil {
 		return Probe{}, err
 	}
@@ -92,8 +138,7 @@ func (m *Memcached) Lookup(ctx context.Context, key string) (Probe, error) {
 	return Probe{Record: rec, Counter: q}, nil
 }
 
-// Store implements Backend.
-func (m *Memcached) Store(ctx context.Context, key string, rec *Record, indexes []string,
+func (m *Memcached) store(ctx context.Context, key string, rec *Record, indexes []string,
 	ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -106,6 +151,8 @@ func (m *Memcached) Store(ctx context.Context, key string, rec *Record, indexes 
 	if err != nil {
 		return false, err
 	}
+	m.at("store:counter-read")
+
 	values, found, err := m.marks(ctx, rec.Marks)
 	if err != nil {
 		return false, err
@@ -134,8 +181,7 @@ func (m *Memcached) Store(ctx context.Context, key string, rec *Record, indexes 
 	return true, nil
 }
 
-// Bump implements Backend.
-func (m *Memcached) Bump(ctx context.Context, marks []string) error {
+func (m *Memcached) bump(ctx context.Context, marks []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -157,8 +203,7 @@ func (m *Memcached) Bump(ctx context.Context, marks []string) error {
 	return nil
 }
 
-// Drop implements Backend.
-func (m *Memcached) Drop(ctx context.Context, indexes []string) error {
+func (m *Memcached) drop(ctx context.Context, indexes []string) error {
 	for _, ix := range indexes {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -102,6 +102,7 @@ func (m *Memory) Store(_ context.Context, key string, rec *Record, indexes []str
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.evict()
 	q := m.current()
 	for _, k := range rec.Marks {
 		mk := m.get(k)
@@ -126,7 +127,6 @@ func (m *Memory) Store(_ context.Context, key string, rec *Record, indexes []str
 			m.used += int64(len(key) + memberOverhead)
 		}
 	}
-	m.evict()
 	return true, nil
 }
 

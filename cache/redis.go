@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,8 +40,18 @@ type RedisOptions struct {
 	MarkTTL time.Duration
 }
 
+// quiet silences go-redis's own logger, which would print connection
+// errors to stderr: the cache returns its errors and counts them, and the
+// server decides what to log.
+var quiet sync.Once
+
+type discard struct{}
+
+func (discard) Printf(context.Context, string, ...any) {}
+
 // NewRedis returns a Redis backend. It does not connect until first used.
 func NewRedis(o RedisOptions) (*Redis, error) {
+	quiet.Do(func() { redis.SetLogger(discard{}) })
 	var opt *redis.Options
 	if strings.Contains(o.Address, "://") {
 		var err error

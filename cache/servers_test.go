@@ -106,7 +106,10 @@ func (s *server) start() error {
 		cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", s.dir, "--daemonize", "no")
 	case "memcached":
-		cmd = exec.Command("memcached", "-p", port, "-l", "127.0.0.1", "-U", "0", "-m", "64")
+		// Without the LRU maintainer, items stay put while metadump walks
+		// them, so a dump lists every item.
+		cmd = exec.Command("memcached", "-p", port, "-l", "127.0.0.1", "-U", "0", "-m", "64",
+			"-o", "no_lru_maintainer")
 		if os.Geteuid() == 0 {
 			cmd.Args = append(cmd.Args, "-u", "nobody")
 		}
