@@ -25,7 +25,8 @@ type Backend interface {
 	// unless a mark rec lists is already after rec.Mark; a missing mark is
 	// first created at the counter's current value. It reports whether it
 	// stored rec.
-	Store(ctx context.Context, key string, rec *Record, indexes []string, ttl time.Duration) (bool, error)
+	Store(ctx context.Context, key string, rec *Record, indexes []string,
+		ttl time.Duration) (bool, error)
 	// Bump advances the counter and raises every mark listed to its new
 	// value.
 	Bump(ctx context.Context, marks []string) error

@@ -176,7 +176,7 @@ func (c *Cache) Get(ctx context.Context, req *Request) (Result, error) {
 	}
 	ticket := Ticket{name: name, mark: p.Counter}
 	if p.Record == nil {
-		c.m.miss(map[bool]string{false: "absent", true: "stale"}[p.Stale])
+		c.m.miss(pick(p.Stale, "stale", "absent"))
 		return Result{Ticket: ticket}, nil
 	}
 
@@ -237,7 +237,7 @@ func (c *Cache) Put(ctx context.Context, t Ticket, value []byte, deps []Dep) err
 		c.m.fill("error")
 		return fmt.Errorf("cache: %w", err)
 	}
-	c.m.fill(map[bool]string{false: "stale", true: "stored"}[stored])
+	c.m.fill(pick(stored, "stored", "stale"))
 	return nil
 }
 
@@ -391,4 +391,11 @@ func (c *Cache) bump(ctx context.Context, marks []string, op string) error {
 		return fmt.Errorf("cache: %w", err)
 	}
 	return nil
+}
+
+func pick(cond bool, yes, no string) string {
+	if cond {
+		return yes
+	}
+	return no
 }

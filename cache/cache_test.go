@@ -256,11 +256,13 @@ func TestKeyRotation(t *testing.T) {
 		retired := f.newCache(t, testKeys(t, "k2"), 2*time.Second)
 		res := wantMiss(t, retired, old)
 		wantHit(t, retired, fresh, "under k2")
-		if got := testutil.ToFloat64(retired.m.m.misses.WithLabelValues(f.kind, "key_removed")); got != 1 {
+		removed := retired.m.m.misses.WithLabelValues(f.kind, "key_removed")
+		if got := testutil.ToFloat64(removed); got != 1 {
 			t.Fatalf("key_removed misses = %v, want 1", got)
 		}
 		// The miss refills under the newest key.
-		if err := retired.Put(ctx, res.Ticket, []byte("resealed"), []Dep{{"public.patients", pseudoA}}); err != nil {
+		dep := []Dep{{"public.patients", pseudoA}}
+		if err := retired.Put(ctx, res.Ticket, []byte("resealed"), dep); err != nil {
 			t.Fatal(err)
 		}
 		wantHit(t, retired, old, "resealed")
@@ -337,7 +339,8 @@ func TestEraseRemovesEveryEntryOfTheSubject(t *testing.T) {
 			}
 		}
 		both := &Request{Role: "clinician", SQL: "SELECT * FROM patients WHERE id IN ($1, $2)"}
-		fill(t, f.cache, both, "A and B", Dep{"public.patients", pseudoA}, Dep{"public.patients", pseudoB})
+		fill(t, f.cache, both, "A and B", Dep{"public.patients", pseudoA},
+			Dep{"public.patients", pseudoB})
 		ofA = append(ofA, both)
 		onlyB := pointRead("clinician", "2")
 		fill(t, f.cache, onlyB, "B", Dep{"public.patients", pseudoB})

@@ -84,8 +84,11 @@ func (v *Invalidator) Apply(ctx context.Context, changes []Change) error {
 // Run flushes the cache, since changes committed while no invalidator ran
 // were not seen, then applies the stream's changes until ctx ends. A batch
 // that fails is reported to onError (which may be nil) and not retried; see
-// Apply.
+// Apply. For a cache that is off (nil), Run returns at once.
 func (v *Invalidator) Run(ctx context.Context, s Stream, onError func(error)) error {
+	if v.cache == nil {
+		return nil
+	}
 	v.cache.markDirty()
 	if err := v.cache.Recover(ctx); err != nil && onError != nil {
 		onError(err)

@@ -58,7 +58,8 @@ func (p *patientsDB) read(t testing.TB, id int) string {
 // update changes a patient directly in PostgreSQL, bypassing Privata.
 func (p *patientsDB) update(t testing.TB, id int, name string) {
 	t.Helper()
-	_, err := p.conn.Exec(context.Background(), "UPDATE patients SET name = $2 WHERE id = $1", id, name)
+	_, err := p.conn.Exec(context.Background(), "UPDATE patients SET name = $2 WHERE id = $1",
+		id, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // Key is one encryption key: 32 bytes, named by an ID that is stored with
@@ -26,12 +28,12 @@ type Key struct {
 // times that one entry is refilled, far below GCM's limit of 2^32, however
 // long a configured key stays in use.
 type Keyring struct {
-	keys []ringKey
+	keys []*ringKey
 }
 
 type ringKey struct {
-	id     string
-	secret []byte
+	id   string
+	macs sync.Pool // HMAC-SHA-256 under the secret
 }
 
 // ErrUnknownKey means a value was sealed under a key the ring no longer
@@ -64,7 +66,10 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 			return nil, fmt.Errorf("cache: key %q: secret is %d bytes, want 32", k.ID, len(k.Secret))
 		}
 		seen[k.ID] = true
-		r.keys = append(r.keys, ringKey{id: k.ID, secret: append([]byte(nil), k.Secret...)})
+		secret := append([]byte(nil), k.Secret...)
+		rk := &ringKey{id: k.ID}
+		rk.macs.New = func() any { return hmac.New(sha256.New, secret) }
+		r.keys = append(r.keys, rk)
 	}
 	return r, nil
 }
@@ -128,11 +133,15 @@ func (r *Keyring) open(name string, sealed, aad []byte) ([]byte, error) {
 }
 
 // aead derives the entry's own AES-256-GCM key from the secret.
-func (k ringKey) aead(name string) (cipher.AEAD, error) {
-	mac := hmac.New(sha256.New, k.secret)
+func (k *ringKey) aead(name string) (cipher.AEAD, error) {
+	mac := k.macs.Get().(hash.Hash)
+	mac.Reset()
 	mac.Write([]byte("privata cache value key v1\x00"))
 	mac.Write([]byte(name))
-	block, err := aes.NewCipher(mac.Sum(nil))
+	var sum [sha256.Size]byte
+	mac.Sum(sum[:0])
+	k.macs.Put(mac)
+	block, err := aes.NewCipher(sum[:])
 	if err != nil {
 		return nil, fmt.Errorf("cache: cipher: %w", err)
 	}
