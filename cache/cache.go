@@ -289,6 +289,9 @@ func (c *Cache) invalidate(ctx context.Context, changes []Change, source string)
 	}
 	marks := make([]string, 0, 2*len(changes))
 	for _, ch := range changes {
+		if ch.Table == "" {
+			return errors.New("cache: change without a table")
+		}
 		marks = append(marks, c.names.table(ch.Table))
 		if ch.Subject == "" {
 			marks = append(marks, c.names.tableAll(ch.Table))

@@ -2,7 +2,7 @@ package cache
 
 import (
 	"bufio"
-	"context"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"strconv"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,7 +181,9 @@ func (s *server) kill() {
 	s.cmd = nil
 }
 
-// signal sends sig (SIGSTOP, SIGCONT) to the server.
+// signal sends sig (SIGSTOP, SIGCONT) to the server. For SIGSTOP it waits
+// until every thread of the server has stopped: a thread that is running
+// when the signal is sent may otherwise answer one more request.
 func (s *server) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	s.mu.Lock()
@@ -189,6 +191,37 @@ func (s *server) signal(t testing.TB, sig syscall.Signal) {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %s: %v", s.kind, err)
 	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !allStopped(t, s.cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not stop", s.kind)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// allStopped reports whether every thread of process pid is stopped.
+func allStopped(t testing.TB, pid int) bool {
+	t.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of %d: %v", pid, err)
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(task)
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) || stat[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 func stopServers() {
@@ -243,11 +276,3 @@ func testPrefix() string {
 	rand.Read(b)
 	return "t" + hex.EncodeToString(b) + ":"
 }
-
-func port(addr string) int {
-	_, p, _ := net.SplitHostPort(addr)
-	n, _ := strconv.Atoi(p)
-	return n
-}
-
-var _ = context.Background
