@@ -206,6 +206,15 @@ func CheckRoles(ctx context.Context, conn *pgx.Conn, p *policy.Policy,
 	values []Value) ([]Finding, error) {
 	var out []Finding
 	for _, r := range p.Roles {
+		var exists bool
+		err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)",
+			r.PGRole).Scan(&exists)
+		if err != nil {
+			return nil, fmt.Errorf("look up role %s: %w", r.PGRole, err)
+		}
+		if !exists {
+			return nil, fmt.Errorf("read as role %s: no such role in the cluster", r.PGRole)
+		}
 		var hidden []Value
 		for _, v := range values {
 			t := p.Table("public", v.Table)
