@@ -38,6 +38,7 @@ var apps = []app{
 	{"typeorm/migrations", "typeorm", "migrations"},
 	{"knex", "knex", ""},
 	{"pg", "pg", ""},
+	{"drizzle", "drizzle", ""},
 }
 
 // appDatabaseURL is the URL the applications get for db. Today it is the
