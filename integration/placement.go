@@ -130,8 +130,10 @@ func CheckPlain(ctx context.Context, conn *pgx.Conn, values []Value) ([]Finding,
 //   - a value of a column the policy calls other, or of a table it does not
 //     classify, is not checked.
 //
-// Values that are too short or too common to tell apart (Distinctive) are
-// not looked for.
+// Short integer values (keys from a sequence) are not looked for, see
+// Distinctive. A value is found in a cell equal to it or, when it has at
+// least six characters, containing it; a value of one or two characters (a
+// code such as gender 'F') counts only in a column of its own name.
 func CheckSplit(ctx context.Context, conn *pgx.Conn, p *policy.Policy,
 	values []Value) ([]Finding, error) {
 	rules := make([]placement, len(values))

@@ -87,7 +87,9 @@ class Rollback extends Error {}
 
 async function run() {
   const mode = process.env.APP_SCHEMA || 'migrations';
-  if (!['sync', 'migrations'].includes(mode)) throw new Error(`APP_SCHEMA=${mode}: want sync or migrations`);
+  if (!['sync', 'migrations'].includes(mode)) {
+    throw new Error(`APP_SCHEMA=${mode}: want sync or migrations`);
+  }
   const data = new common.Data();
   const report = new common.Report('sequelize', mode === 'sync' ? 'sequelize.sync' : 'umzug');
   const { sequelize, Patient, Encounter } = connect({ max: 4 });
@@ -95,7 +97,9 @@ async function run() {
   // 1. Migrate the empty database.
   const applied = await migrate(sequelize, mode);
   eq('migrations applied', applied, mode === 'sync' ? ['sync'] : ['20240101000000-clinic.js']);
-  if (mode === 'migrations') eq('migrations applied on a second run', await migrate(sequelize, mode), []);
+  if (mode === 'migrations') {
+    eq('migrations applied on a second run', await migrate(sequelize, mode), []);
+  }
   report.step('migrate', { mode, migrations: applied.length });
 
   // 2. Create patients A, B, C and their encounters.
