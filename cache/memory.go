@@ -41,7 +41,8 @@ type memItem struct {
 
 // NewMemory returns an in-process backend that holds at most maxBytes of
 // keys and values (with a fixed overhead per item), evicting the least
-// recently used items to stay within it.
+// recently used items to stay within it. An entry larger than a quarter of
+// maxBytes is not stored.
 func NewMemory(maxBytes int64) *Memory {
 	return &Memory{max: maxBytes, items: map[string]*list.Element{}, now: time.Now}
 }

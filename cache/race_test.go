@@ -255,3 +255,31 @@ func TestMemcachedStepsInterleaved(t *testing.T) {
 		wantMiss(t, f.cache, req)
 	})
 }
+
+// TestSessionReadsItsOwnWrite writes through "Privata" (the write commits,
+// then Invalidate runs before the client hears of the commit) and reads
+// back at once, before any change stream has seen the write.
+func TestSessionReadsItsOwnWrite(t *testing.T) {
+	pg := newPatientsDB(t)
+	id := 0
+	eachBackend(t, func(t *testing.T, f *fixture) {
+		ctx := context.Background()
+		id++
+		pseudonym := pg.insert(t, id, "Curt84")
+		dep := Dep{"public.patients", pseudonym}
+		req := pointRead("clinician", fmt.Sprint(id))
+		fill(t, f.cache, req, pg.read(t, id), dep)
+		wantHit(t, f.cache, req, "Curt84")
+
+		pg.update(t, id, "Curt85")
+		if err := f.cache.Invalidate(ctx, Change{Table: dep.Table, Subject: pseudonym,
+			Op: Update}); err != nil {
+			t.Fatal(err)
+		}
+		res := wantMiss(t, f.cache, req)
+		if err := f.cache.Put(ctx, res.Ticket, []byte(pg.read(t, id)), []Dep{dep}); err != nil {
+			t.Fatal(err)
+		}
+		wantHit(t, f.cache, req, "Curt85")
+	})
+}

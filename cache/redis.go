@@ -20,6 +20,11 @@ import (
 // Scripts read the marks an entry names, keys not passed to them as KEYS,
 // so Redis Cluster is not supported; a single server or a primary with
 // replicas is.
+//
+// Marks must not go back in time. Run Redis without persistence, or flush
+// the cache (restart the invalidator) after restoring a snapshot or
+// failing over to a replica that may lag: either can bring back old marks
+// next to entries they no longer make stale.
 type Redis struct {
 	client  *redis.Client
 	counter string
