@@ -51,7 +51,13 @@ func Open(cfg *config.Cache, m *Metrics) (*Cache, error) {
 			MarkTTL: MarkTTL(o.TTL),
 		})
 	case "memcached":
-		o.Backend, err = NewMemcached(strings.Split(string(cfg.Address), ","), cfg.Prefix, o.Timeout)
+		var servers []string
+		for _, s := range strings.Split(string(cfg.Address), ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				servers = append(servers, s)
+			}
+		}
+		o.Backend, err = NewMemcached(servers, cfg.Prefix, o.Timeout)
 	default:
 		err = errors.New("cache: backend must be memory, redis, memcached or off")
 	}
