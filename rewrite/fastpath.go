@@ -1,0 +1,131 @@
+package rewrite
+
+import "strings"
+
+// The simple-protocol fast path. Clients that send statements with their
+// constants inline (pgbench -M simple, psql, ORMs in simple mode) send a
+// new text for every value. Two texts whose tokens are the same except for
+// the content of plain string and numeric constants, and whose whitespace
+// and comments separate tokens alike, have the same parse tree up to those
+// constants' values and the nodes' locations. Their analyses are the same
+// too, once the parts that depend on the text are redone: statement spans
+// and sqlcommenter tags. Analyses that read a constant's content (SET
+// values, set_config() names, function bodies) are never shared.
+//
+// shapeKey encodes a text's tokens with constants replaced by their class.
+// Texts with the same key share a cache entry. The lexer refuses (simple =
+// false) everything it does not model exactly.
+
+// Bytes that never occur in a text the fast path accepts: NUL is refused
+// by guard, other control characters clear the simple flag.
+const (
+	keyToken   = "\x00"
+	keyLiteral = "\x01"
+)
+
+// shapeKey returns the fast-path key of a lexed text, or "" when the text
+// may not take the fast path.
+func shapeKey(l *lexer) string {
+	if !l.simple || l.broken {
+		return ""
+	}
+	var b strings.Builder
+	b.Grow(len(l.text) + 2*len(l.toks))
+	for _, t := range l.toks {
+		if t.kind == tComment {
+			continue
+		}
+		b.WriteString(keyToken)
+		b.WriteByte('0' + byte(t.gap))
+		switch t.kind {
+		case tString:
+			b.WriteString(keyLiteral + "s")
+		case tInt:
+			b.WriteString(keyLiteral + "i") // an Integer node
+		case tNum:
+			b.WriteString(keyLiteral + "f") // a Float node
+		default:
+			b.WriteString(l.tokText(t))
+		}
+	}
+	return b.String()
+}
+
+// shapeEntry is a cached analysis and how to find its statements' spans in
+// another text of the same shape.
+type shapeEntry struct {
+	an *Analysis
+	// starts[i] is the ordinal of the semicolon statement i starts after,
+	// or -1 for the start of the text; ends[i] is the ordinal of the
+	// semicolon it ends at, or -1 for the end of the text.
+	starts, ends []int
+}
+
+func semicolons(l *lexer) []token {
+	var out []token
+	for _, t := range l.toks {
+		if t.kind == tPunct && t.end-t.start == 1 && l.text[t.start] == ';' {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// newShapeEntry makes an entry of an analysis, or returns nil when a
+// statement's span does not start and end at the text's edges or at
+// semicolons.
+func newShapeEntry(an *Analysis, l *lexer) *shapeEntry {
+	semis := semicolons(l)
+	e := &shapeEntry{an: an}
+	find := func(offset int, atEnd bool) (int, bool) {
+		for i, t := range semis {
+			if atEnd && t.start == offset || !atEnd && t.end == offset {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	for _, st := range an.Statements {
+		start, end := -1, -1
+		var ok bool
+		if st.Location != 0 {
+			if start, ok = find(st.Location, false); !ok {
+				return nil
+			}
+		}
+		if st.Location+st.Length != len(l.text) {
+			if end, ok = find(st.Location+st.Length, true); !ok {
+				return nil
+			}
+		}
+		e.starts = append(e.starts, start)
+		e.ends = append(e.ends, end)
+	}
+	return e
+}
+
+// apply returns the analysis of the lexed text, which has the entry's
+// shape.
+func (e *shapeEntry) apply(l *lexer) *Analysis {
+	semis := semicolons(l)
+	out := &Analysis{Tags: commentTags(l), Statements: make([]*Statement, len(e.an.Statements))}
+	for i, st := range e.an.Statements {
+		start, end := 0, len(l.text)
+		if s := e.starts[i]; s >= 0 {
+			if s >= len(semis) {
+				return nil
+			}
+			start = semis[s].end
+		}
+		if s := e.ends[i]; s >= 0 {
+			if s >= len(semis) {
+				return nil
+			}
+			end = semis[s].start
+		}
+		c := *st
+		c.Location, c.Length = start, end-start
+		out.Statements[i] = &c
+	}
+	return out
+}
