@@ -18,6 +18,9 @@ type Analysis struct {
 	// constant (SET values, set_config names, function bodies): such texts
 	// never take the fast path.
 	literal bool
+	// shareable is set when texts of the same shape have this analysis
+	// (see fastpath.go).
+	shareable bool
 }
 
 // Statement is the analysis of one statement.

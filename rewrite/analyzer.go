@@ -1,6 +1,9 @@
 package rewrite
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Defaults of the Analyzer's limits.
 const (
@@ -15,7 +18,13 @@ const (
 	DefaultMaxDepth = 1000
 	// maxCachedText is the longest text the caches hold.
 	maxCachedText = 64 << 10
+	// bigText is the size past which texts are analysed one at a time, so
+	// that concurrent clients cannot hold many large parse trees at once.
+	bigText = 256 << 10
 )
+
+// bigMu serialises the analysis of big texts.
+var bigMu sync.Mutex
 
 // Option changes an Analyzer's limits.
 type Option func(*options)
@@ -107,13 +116,17 @@ func (a *Analyzer) Analyze(sql string) (*Analysis, error) {
 	}
 
 	a.misses.Add(1)
+	if len(sql) > bigText {
+		bigMu.Lock()
+		defer bigMu.Unlock()
+	}
 	an, err := analyzeText(sql, l, &a.opt)
 	if err != nil {
 		return nil, err
 	}
 	if len(sql) <= maxCachedText {
 		a.exact.put(sql, an)
-		if key != "" && !an.literal {
+		if key != "" && an.shareable {
 			if e := newShapeEntry(an, l); e != nil {
 				a.shapes.put(key, e)
 			}
@@ -145,5 +158,7 @@ func analyzeText(text string, l *lexer, opt *options) (*Analysis, *Error) {
 		st.Fingerprint = fp
 		an.Statements = append(an.Statements, st)
 	}
+	an.shareable = l.simple && !an.literal && len(text) <= maxCachedText &&
+		constantsCovered(tree, l)
 	return an, nil
 }

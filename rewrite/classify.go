@@ -54,27 +54,60 @@ func Classify(st *Statement, p *policy.Policy, searchPath []string) Classificati
 			}
 		}
 	}
+	if len(c.Tables) == 0 {
+		return c
+	}
 
-	for _, col := range st.Columns {
-		rels := col.Candidates
+	// Columns of one scope share their candidate lists; resolve each list
+	// to its distinct classified tables once.
+	type listKey struct {
+		first *int
+		n     int
+	}
+	byList := map[listKey][]*policy.Table{}
+	candidates := func(col Column) []*policy.Table {
 		if col.Relation >= 0 {
-			rels = []int{col.Relation}
+			return tables[col.Relation]
 		}
-		for _, ri := range rels {
+		key := listKey{&col.Candidates[0], len(col.Candidates)}
+		if ts, ok := byList[key]; ok {
+			return ts
+		}
+		var ts []*policy.Table
+		for _, ri := range col.Candidates {
 			for _, t := range tables[ri] {
-				if col.Star {
-					c.AllColumns = true
-					c.addStar(t, col.Access)
-					continue
+				if !slices.Contains(ts, t) {
+					ts = append(ts, t)
 				}
-				if col.Relation < 0 {
-					c.AllColumns = true
-				}
-				c.add(t, col.Name, t.ClassOf(col.Name), col.Access)
 			}
+		}
+		byList[key] = ts
+		return ts
+	}
+
+	index := map[columnKey]int{}
+	for _, col := range st.Columns {
+		if col.Relation < 0 && len(col.Candidates) == 0 {
+			continue
+		}
+		for _, t := range candidates(col) {
+			if col.Star {
+				c.AllColumns = true
+				c.addStar(index, t, col.Access)
+				continue
+			}
+			if col.Relation < 0 {
+				c.AllColumns = true
+			}
+			c.add(index, t, col.Name, t.ClassOf(col.Name), col.Access)
 		}
 	}
 	return c
+}
+
+type columnKey struct {
+	table *policy.Table
+	name  string
 }
 
 // resolveTables returns the classified tables a relation reference could
@@ -96,24 +129,26 @@ func resolveTables(r Relation, p *policy.Policy, searchPath []string) []*policy.
 	return out
 }
 
-func (c *Classification) addStar(t *policy.Table, a Access) {
+func (c *Classification) addStar(index map[columnKey]int, t *policy.Table, a Access) {
 	if t.Key != "" {
-		c.add(t, t.Key, policy.Other, a)
+		c.add(index, t, t.Key, policy.Other, a)
 	}
 	if t.Reference != "" {
-		c.add(t, t.Reference, policy.Other, a)
+		c.add(index, t, t.Reference, policy.Other, a)
 	}
 	for _, col := range t.Columns {
-		c.add(t, col.Name, col.Class, a)
+		c.add(index, t, col.Name, col.Class, a)
 	}
 }
 
-func (c *Classification) add(t *policy.Table, name string, class policy.Class, a Access) {
-	for i := range c.Columns {
-		if c.Columns[i].Table == t && c.Columns[i].Name == name {
-			c.Columns[i].Access |= a
-			return
-		}
+// add records a column once per table and name, merging accesses.
+func (c *Classification) add(index map[columnKey]int, t *policy.Table, name string,
+	class policy.Class, a Access) {
+	k := columnKey{t, name}
+	if i, ok := index[k]; ok {
+		c.Columns[i].Access |= a
+		return
 	}
+	index[k] = len(c.Columns)
 	c.Columns = append(c.Columns, ClassifiedColumn{Table: t, Name: name, Class: class, Access: a})
 }

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -186,5 +187,34 @@ func TestLargeOrdinaryStatementsAreAccepted(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestWideStatementsStayLinear analyses statements with many thousands of
+// FROM items and columns. Lookups and candidate lists that grew with
+// items times columns would take minutes and gigabytes here.
+func TestWideStatementsStayLinear(t *testing.T) {
+	const n = 20_000
+	cols := make([]string, n)
+	items := make([]string, n)
+	for i := range n {
+		cols[i] = "ssn"
+		items[i] = fmt.Sprintf("patients p%d", i)
+	}
+	sql := "SELECT " + strings.Join(cols, ", ") + " FROM " + strings.Join(items, ", ") +
+		" ORDER BY " + strings.Join(cols, ", ")
+	st := analyzeOne(t, NewAnalyzer(0), sql)
+	if len(st.Relations) != n || len(st.Columns) != 2*n {
+		t.Fatalf("%d relations, %d columns", len(st.Relations), len(st.Columns))
+	}
+	first := &st.Columns[0].Candidates[0]
+	for _, c := range st.Columns {
+		if len(c.Candidates) != n || &c.Candidates[0] != first {
+			t.Fatal("columns of one scope do not share their candidates")
+		}
+	}
+	c := Classify(st, clinicPolicy(t), nil)
+	if len(c.Tables) != 1 || len(c.Columns) != 1 || !c.AllColumns {
+		t.Fatalf("classification %+v", c)
 	}
 }

@@ -1,6 +1,11 @@
 package rewrite
 
-import "strings"
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
 
 // The simple-protocol fast path. Clients that send statements with their
 // constants inline (pgbench -M simple, psql, ORMs in simple mode) send a
@@ -49,6 +54,52 @@ func shapeKey(l *lexer) string {
 		}
 	}
 	return b.String()
+}
+
+// constantsCovered reports whether every constant token of a lexed text
+// became an A_Const node of its parse tree: then the tree depends on the
+// constants only through A_Const values, which neither the analysis nor
+// pg_query's fingerprint reads. Constants elsewhere (COPY options, FETCH
+// counts, NOTIFY payloads, the second of two joined strings) end up in
+// other nodes, and the text must not share its analysis. A negative number
+// is folded into an A_Const at its minus sign.
+func constantsCovered(tree *pg.ParseResult, l *lexer) bool {
+	at := map[int32]bool{}
+	collectConsts(tree.ProtoReflect(), at)
+	prev := -1
+	for i, t := range l.toks {
+		if t.kind == tComment {
+			continue
+		}
+		if t.kind == tString || t.kind == tInt || t.kind == tNum {
+			folded := prev >= 0 && l.toks[prev].kind == tOp && l.tokText(l.toks[prev]) == "-" &&
+				at[int32(l.toks[prev].start)]
+			if !at[int32(t.start)] && !folded {
+				return false
+			}
+		}
+		prev = i
+	}
+	return true
+}
+
+func collectConsts(m protoreflect.Message, at map[int32]bool) {
+	if c, ok := m.Interface().(*pg.A_Const); ok {
+		at[c.Location] = true
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Kind() != protoreflect.MessageKind || fd.IsMap():
+		case fd.IsList():
+			for i := 0; i < v.List().Len(); i++ {
+				collectConsts(v.List().Get(i).Message(), at)
+			}
+		default:
+			collectConsts(v.Message(), at)
+		}
+		return true
+	})
 }
 
 // shapeEntry is a cached analysis and how to find its statements' spans in
@@ -108,7 +159,8 @@ func newShapeEntry(an *Analysis, l *lexer) *shapeEntry {
 // shape.
 func (e *shapeEntry) apply(l *lexer) *Analysis {
 	semis := semicolons(l)
-	out := &Analysis{Tags: commentTags(l), Statements: make([]*Statement, len(e.an.Statements))}
+	out := &Analysis{Tags: commentTags(l), Statements: make([]*Statement, len(e.an.Statements)),
+		shareable: true}
 	for i, st := range e.an.Statements {
 		start, end := 0, len(l.text)
 		if s := e.starts[i]; s >= 0 {

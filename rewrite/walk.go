@@ -153,7 +153,7 @@ func (w *walker) selectStmt(s *pg.SelectStmt, parent *scope) {
 	}
 	for _, t := range s.TargetList {
 		if rt := t.GetResTarget(); rt != nil && rt.Name != "" {
-			sc.outputs = append(sc.outputs, rt.Name)
+			sc.addOutput(rt.Name)
 		}
 	}
 	w.targets(s.TargetList, sc, Read)
@@ -200,7 +200,7 @@ func (w *walker) insertStmt(s *pg.InsertStmt, parent *scope) {
 		}
 	}
 
-	sc.items = append(sc.items, w.itemFor(target, s.Relation))
+	sc.add(w.itemFor(target, s.Relation))
 	if oc := s.OnConflictClause; oc != nil {
 		if oc.Infer != nil {
 			for _, e := range oc.Infer.IndexElems {
@@ -220,7 +220,7 @@ func (w *walker) updateStmt(s *pg.UpdateStmt, parent *scope) {
 	sc := parent.child()
 	w.with(s.WithClause, sc)
 	target := w.relation(s.Relation, Write)
-	sc.items = append(sc.items, w.itemFor(target, s.Relation))
+	sc.add(w.itemFor(target, s.Relation))
 	w.fromList(s.FromClause, sc)
 	w.assignments(s.TargetList, target, sc)
 	w.expr(s.WhereClause, sc)
@@ -232,7 +232,7 @@ func (w *walker) deleteStmt(s *pg.DeleteStmt, parent *scope) {
 	w.with(s.WithClause, sc)
 	target := w.relation(s.Relation, Write)
 	w.addColumn(Column{Relation: target, Star: true, Access: Write})
-	sc.items = append(sc.items, w.itemFor(target, s.Relation))
+	sc.add(w.itemFor(target, s.Relation))
 	w.fromList(s.UsingClause, sc)
 	w.expr(s.WhereClause, sc)
 	w.targets(s.ReturningList, sc, Read)
@@ -242,7 +242,7 @@ func (w *walker) mergeStmt(s *pg.MergeStmt, parent *scope) {
 	sc := parent.child()
 	w.with(s.WithClause, sc)
 	target := w.relation(s.Relation, Write)
-	sc.items = append(sc.items, w.itemFor(target, s.Relation))
+	sc.add(w.itemFor(target, s.Relation))
 	w.fromItem(s.SourceRelation, sc)
 	w.expr(s.JoinCondition, sc)
 	for _, n := range s.MergeWhenClauses {
@@ -318,13 +318,13 @@ func (w *walker) with(wc *pg.WithClause, sc *scope) {
 	}
 	if wc.Recursive {
 		for _, c := range ctes {
-			sc.ctes = append(sc.ctes, c.Ctename)
+			sc.addCTE(c.Ctename)
 		}
 	}
 	for _, c := range ctes {
 		w.query(c.Ctequery, sc.withoutItems())
 		if !wc.Recursive {
-			sc.ctes = append(sc.ctes, c.Ctename)
+			sc.addCTE(c.Ctename)
 		}
 	}
 }
@@ -344,11 +344,11 @@ func (w *walker) fromItem(n *pg.Node, sc *scope) {
 	case *pg.Node_RangeVar:
 		rv := f.RangeVar
 		if rv.Schemaname == "" && sc.isCTE(rv.Relname) {
-			sc.items = append(sc.items, item{name: aliasOr(rv.Alias, rv.Relname), rel: -1})
+			sc.add(item{name: aliasOr(rv.Alias, rv.Relname), rel: -1})
 			return
 		}
 		idx := w.relation(rv, Read)
-		sc.items = append(sc.items, w.itemFor(idx, rv))
+		sc.add(w.itemFor(idx, rv))
 	case *pg.Node_JoinExpr:
 		j := f.JoinExpr
 		first := len(sc.items)
@@ -367,7 +367,7 @@ func (w *walker) fromItem(n *pg.Node, sc *scope) {
 				}
 				joined.members = append(joined.members, it.members...)
 			}
-			sc.items = append(sc.items[:first], joined)
+			sc.setItems(append(sc.items[:first], joined))
 		}
 	case *pg.Node_RangeSubselect:
 		r := f.RangeSubselect
@@ -376,7 +376,7 @@ func (w *walker) fromItem(n *pg.Node, sc *scope) {
 		} else {
 			w.query(r.Subquery, sc.withoutItems())
 		}
-		sc.items = append(sc.items, item{name: aliasOr(r.Alias, ""), rel: -1})
+		sc.add(item{name: aliasOr(r.Alias, ""), rel: -1})
 	case *pg.Node_RangeFunction:
 		w.rangeFunction(f.RangeFunction, sc)
 	case *pg.Node_RangeTableSample:
@@ -388,7 +388,7 @@ func (w *walker) fromItem(n *pg.Node, sc *scope) {
 		w.expr(t.Docexpr, sc)
 		w.expr(t.Rowexpr, sc)
 		w.exprs(t.Columns, sc)
-		sc.items = append(sc.items, item{name: aliasOr(t.Alias, ""), rel: -1})
+		sc.add(item{name: aliasOr(t.Alias, ""), rel: -1})
 	default:
 		w.node(n, sc)
 	}
@@ -427,7 +427,7 @@ func (w *walker) rangeFunction(r *pg.RangeFunction, sc *scope) {
 		it.members = append(it.members, it.rel)
 		it.rel = -1
 	}
-	sc.items = append(sc.items, it)
+	sc.add(it)
 }
 
 // relation records a reference to a table or view and returns its index.
