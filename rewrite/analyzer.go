@@ -16,6 +16,9 @@ const (
 	// JOINs). It keeps pg_query's trees well under the depth at which its
 	// C code or Go's protobuf decoder fail.
 	DefaultMaxDepth = 1000
+	// maxTextLimit caps MaxTextBytes: PostgreSQL itself refuses queries
+	// of 1 GiB.
+	maxTextLimit = 1 << 30
 	// maxCachedText is the longest text the caches hold.
 	maxCachedText = 64 << 10
 	// bigText is the size past which texts are analysed one at a time, so
@@ -74,6 +77,7 @@ func NewAnalyzer(cacheEntries int, opts ...Option) *Analyzer {
 	for _, o := range opts {
 		o(&a.opt)
 	}
+	a.opt.maxBytes = min(a.opt.maxBytes, maxTextLimit)
 	return a
 }
 

@@ -248,7 +248,7 @@ func afterAssignment(q string) string {
 		case s == ")" || s == "]":
 			depth--
 		case depth == 0 && (s == ":=" || s == "="):
-			return q[t.end:]
+			return q[int(t.end):]
 		}
 	}
 	return q

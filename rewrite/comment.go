@@ -22,7 +22,7 @@ func commentTags(l *lexer) map[string]string {
 		if t.kind != tComment || t.end-t.start < 4 {
 			continue
 		}
-		if m := parseTags(l.text[t.start+2 : t.end-2]); m != nil {
+		if m := parseTags(l.tokText(t)[2 : t.end-t.start-2]); m != nil {
 			tags = m
 		}
 	}

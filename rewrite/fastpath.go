@@ -73,8 +73,8 @@ func constantsCovered(tree *pg.ParseResult, l *lexer) bool {
 		}
 		if t.kind == tString || t.kind == tInt || t.kind == tNum {
 			folded := prev >= 0 && l.toks[prev].kind == tOp && l.tokText(l.toks[prev]) == "-" &&
-				at[int32(l.toks[prev].start)]
-			if !at[int32(t.start)] && !folded {
+				at[l.toks[prev].start]
+			if !at[t.start] && !folded {
 				return false
 			}
 		}
@@ -130,7 +130,7 @@ func newShapeEntry(an *Analysis, l *lexer) *shapeEntry {
 	e := &shapeEntry{an: an}
 	find := func(offset int, atEnd bool) (int, bool) {
 		for i, t := range semis {
-			if atEnd && t.start == offset || !atEnd && t.end == offset {
+			if atEnd && int(t.start) == offset || !atEnd && int(t.end) == offset {
 				return i, true
 			}
 		}
@@ -158,26 +158,30 @@ func newShapeEntry(an *Analysis, l *lexer) *shapeEntry {
 // apply returns the analysis of the lexed text, which has the entry's
 // shape.
 func (e *shapeEntry) apply(l *lexer) *Analysis {
-	semis := semicolons(l)
+	var semis []token
+	if len(e.an.Statements) > 1 || len(e.starts) > 0 && (e.starts[0] >= 0 || e.ends[0] >= 0) {
+		semis = semicolons(l)
+	}
 	out := &Analysis{Tags: commentTags(l), Statements: make([]*Statement, len(e.an.Statements)),
 		shareable: true}
+	copies := make([]Statement, len(e.an.Statements))
 	for i, st := range e.an.Statements {
 		start, end := 0, len(l.text)
 		if s := e.starts[i]; s >= 0 {
 			if s >= len(semis) {
 				return nil
 			}
-			start = semis[s].end
+			start = int(semis[s].end)
 		}
 		if s := e.ends[i]; s >= 0 {
 			if s >= len(semis) {
 				return nil
 			}
-			end = semis[s].start
+			end = int(semis[s].start)
 		}
-		c := *st
-		c.Location, c.Length = start, end-start
-		out.Statements[i] = &c
+		copies[i] = *st
+		copies[i].Location, copies[i].Length = start, end-start
+		out.Statements[i] = &copies[i]
 	}
 	return out
 }

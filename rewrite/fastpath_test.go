@@ -215,7 +215,7 @@ func mutateConstants(rng *rand.Rand, text string) string {
 	var b strings.Builder
 	prev := 0
 	for _, tok := range l.toks {
-		b.WriteString(mutateGap(rng, text[prev:tok.start]))
+		b.WriteString(mutateGap(rng, text[prev:int(tok.start)]))
 		switch tok.kind {
 		case tString:
 			b.WriteString("'" + randomString(rng) + "'")
@@ -226,7 +226,7 @@ func mutateConstants(rng *rand.Rand, text string) string {
 		default:
 			b.WriteString(l.tokText(tok))
 		}
-		prev = tok.end
+		prev = int(tok.end)
 	}
 	b.WriteString(text[prev:])
 	return b.String()

@@ -29,8 +29,8 @@ const (
 // token is a span of the text. Line comments and whitespace are not tokens;
 // the gap before a token is summarised in gap.
 type token struct {
+	start, end int32 // texts are at most 1 GiB (maxTextLimit)
 	kind       tokKind
-	start, end int
 	gap        gapClass
 }
 
@@ -103,7 +103,7 @@ func (l *lexer) peek(n int) byte {
 }
 
 func (l *lexer) emit(k tokKind, start, end int, gap gapClass) {
-	l.toks = append(l.toks, token{kind: k, start: start, end: end, gap: gap})
+	l.toks = append(l.toks, token{kind: k, start: int32(start), end: int32(end), gap: gap})
 }
 
 func (l *lexer) lineComment() {
@@ -375,11 +375,11 @@ func (l *lexer) operator() {
 // isKeyword reports whether an identifier token is the keyword kw (lower
 // case), comparing ASCII letters without regard to case.
 func (l *lexer) isKeyword(t token, kw string) bool {
-	if t.kind != tIdent || t.end-t.start != len(kw) {
+	if t.kind != tIdent || int(t.end-t.start) != len(kw) {
 		return false
 	}
 	for i := 0; i < len(kw); i++ {
-		if l.text[t.start+i]|0x20 != kw[i] {
+		if l.text[int(t.start)+i]|0x20 != kw[i] {
 			return false
 		}
 	}
