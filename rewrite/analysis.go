@@ -47,6 +47,11 @@ type Statement struct {
 	// of later statements wrong (standard_conforming_strings off, a client
 	// encoding other than UTF8); it says why.
 	Unsafe string
+	// Opaque is non-empty when the statement reads tables it does not
+	// name, so that Relations cannot list them: schema_to_xml(),
+	// database_to_xml(), table_to_xml() of a name that is not a constant.
+	// It says which.
+	Opaque string
 	// Settings lists the run-time parameters the statement assigns with SET,
 	// RESET or set_config(), names in lower case.
 	Settings []ContextSet

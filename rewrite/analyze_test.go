@@ -317,6 +317,12 @@ func TestRelationsAndColumns(t *testing.T) {
 			relations: nil,
 		},
 		{
+			name:      "table_to_xml reads the table its constant names",
+			sql:       `SELECT table_to_xml('Public."Patients"', true, false, '')`,
+			relations: []string{"public.Patients r"},
+			columns:   []string{"public.Patients.* r"},
+		},
+		{
 			name:      "query_to_xml's constant query is read",
 			sql:       "SELECT query_to_xml('SELECT ssn FROM patients', true, false, '')",
 			relations: []string{"patients r"},
@@ -327,6 +333,9 @@ func TestRelationsAndColumns(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			st := analyzeOne(t, a, c.sql)
+			if st.Opaque != "" {
+				t.Errorf("Opaque = %q", st.Opaque)
+			}
 			if got := describeRelations(st); !slices.Equal(got, c.relations) {
 				t.Errorf("relations:\n got %q\nwant %q", got, c.relations)
 			}
@@ -381,5 +390,19 @@ func TestFingerprintIgnoresConstants(t *testing.T) {
 	}
 	if one.Fingerprint == other.Fingerprint {
 		t.Errorf("different statements share fingerprint %q", one.Fingerprint)
+	}
+}
+
+func TestStatementsThatReadTablesTheyDoNotName(t *testing.T) {
+	a := NewAnalyzer(0)
+	for sql, want := range map[string]string{
+		"SELECT schema_to_xml('public', true, false, '')":             "schema_to_xml()",
+		"SELECT database_to_xml(true, false, '')":                     "database_to_xml()",
+		"SELECT table_to_xml(c.oid, true, false, '') FROM pg_class c": "table_to_xml()",
+		"SELECT table_to_xml('not a name', true, false, '')":          "table_to_xml()",
+	} {
+		if st := analyzeOne(t, a, sql); !strings.Contains(st.Opaque, want) {
+			t.Errorf("%s: Opaque = %q, want it to name %s", sql, st.Opaque, want)
+		}
 	}
 }

@@ -26,6 +26,64 @@ var sqlTextArgs = map[string][]int{
 	"crosstab4":                  {0},
 }
 
+// Functions that read whole tables by name: tableReaders the one their
+// first argument names, bulkReaders every table of a schema or database.
+var (
+	tableReaders = map[string]bool{"table_to_xml": true, "table_to_xml_and_xmlschema": true}
+	bulkReaders  = map[string]bool{
+		"schema_to_xml": true, "schema_to_xml_and_xmlschema": true,
+		"database_to_xml": true, "database_to_xml_and_xmlschema": true,
+	}
+)
+
+// tableReader records the table table_to_xml() reads, or marks the
+// statement opaque when the name is not a constant.
+func (w *walker) tableReader(fc *pg.FuncCall, name string) {
+	if len(fc.Args) > 0 {
+		if v := w.value(fc.Args[0]); v.known {
+			if schema, rel, ok := parseRelationName(v.text); ok {
+				idx := w.addRelation(Relation{Schema: schema, Name: rel, Access: Read})
+				w.addColumn(Column{Relation: idx, Star: true, Access: Read})
+				return
+			}
+		}
+	}
+	w.opaque(name + "() of a table name that is not a constant")
+}
+
+func (w *walker) opaque(reason string) {
+	if w.st.Opaque == "" {
+		w.st.Opaque = reason
+	}
+}
+
+// parseRelationName reads a regclass constant: name, schema.name or
+// db.schema.name, each part an identifier, quoted or not.
+func parseRelationName(s string) (schema, name string, ok bool) {
+	l := lex(s)
+	var parts []string
+	for i, t := range l.toks {
+		text := l.tokText(t)
+		switch {
+		case i%2 == 1 && text == ".":
+		case i%2 == 0 && t.kind == tIdent:
+			parts = append(parts, strings.ToLower(text))
+		case i%2 == 0 && t.kind == tQIdent && text[0] == '"':
+			parts = append(parts, strings.ReplaceAll(text[1:len(text)-1], `""`, `"`))
+		default:
+			return "", "", false
+		}
+	}
+	if len(parts) == 0 || len(parts) > 3 || len(l.toks)%2 == 0 || l.broken {
+		return "", "", false
+	}
+	name = parts[len(parts)-1]
+	if len(parts) > 1 {
+		schema = parts[len(parts)-2]
+	}
+	return schema, name, true
+}
+
 // doStmt analyses a DO block: its body runs now, so what it reads and
 // writes is the statement's.
 func (w *walker) doStmt(s *pg.DoStmt) {

@@ -223,6 +223,10 @@ func (w *walker) funcCall(fc *pg.FuncCall, sc *scope) {
 		w.setConfig(fc)
 	case sqlTextArgs[name] != nil:
 		w.sqlTextCall(fc, name)
+	case tableReaders[name]:
+		w.tableReader(fc, name)
+	case bulkReaders[name]:
+		w.opaque(name + "() reads tables it does not name")
 	}
 	w.exprs(fc.Args, sc)
 	w.exprs(fc.AggOrder, sc)

@@ -77,6 +77,8 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 		w.createFunction(s.CreateFunctionStmt)
 	case *pg.Node_AlterFunctionStmt:
 		w.alterFunction(s.AlterFunctionStmt)
+	case *pg.Node_DefineStmt:
+		w.defineStmt(s.DefineStmt)
 	case *pg.Node_DropStmt:
 		w.dropStmt(s.DropStmt)
 	case *pg.Node_CommentStmt:
@@ -503,6 +505,24 @@ func (w *walker) indexElem(e *pg.IndexElem, target int, sc *scope) {
 		w.addColumn(Column{Relation: target, Name: e.Name, Access: Read})
 	}
 	w.expr(e.Expr, sc)
+}
+
+// defineStmt checks CREATE AGGREGATE (and the other definitions with
+// options) for a support function that is set_config: an aggregate whose
+// state function is set_config, with 'role' as its initial state, changes
+// the role of whoever runs it.
+func (w *walker) defineStmt(s *pg.DefineStmt) {
+	for _, d := range s.Definition {
+		de := d.GetDefElem()
+		if de == nil {
+			continue
+		}
+		if tn := de.Arg.GetTypeName(); tn != nil && len(tn.Names) > 0 &&
+			stringValue(tn.Names[len(tn.Names)-1]) == "set_config" {
+			w.roleChange("a definition whose " + de.Defname + " is set_config()")
+		}
+	}
+	w.ddlNode(s)
 }
 
 // dropStmt records the relations DROP TABLE/VIEW/INDEX/... names.
