@@ -19,7 +19,7 @@ func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
 func qname(schema, name string) string { return pgx.Identifier{schema, name}.Sanitize() }
 
 // literal quotes a string constant so that it reads the same whatever
-// standard_conforming_strings says: with backslashes it becomes an E''
+// standard_conforming_strings says: with backslashes it becomes an E”
 // string with doubled backslashes.
 func literal(s string) string {
 	s = strings.ReplaceAll(s, "\x00", "")
