@@ -19,8 +19,8 @@ func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
 func qname(schema, name string) string { return pgx.Identifier{schema, name}.Sanitize() }
 
 // literal quotes a string constant so that it reads the same whatever
-// standard_conforming_strings says: with backslashes it becomes an E”
-// string with doubled backslashes.
+// standard_conforming_strings says: a string with backslashes becomes an
+// escape string constant (E'...') with the backslashes doubled.
 func literal(s string) string {
 	s = strings.ReplaceAll(s, "\x00", "")
 	q := strings.ReplaceAll(s, "'", "''")
