@@ -280,10 +280,11 @@ func (d *deriver) views() (Step, error) {
 }
 
 // viewDefault is the default the application's view gives a column: the
-// base column's default, or the next value of an identity column's
-// sequence.
+// base column's default, or the next value of a BY DEFAULT identity
+// column's sequence (a GENERATED ALWAYS one takes its value in the insert
+// trigger).
 func viewDefault(c *Column) string {
-	if c.Identity != "" && c.Sequence != "" {
+	if c.Identity == "d" && c.Sequence != "" {
 		return "pg_catalog.nextval(" + literal(c.Sequence) + "::pg_catalog.regclass)"
 	}
 	return c.Default

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/privata/privata/policy"
@@ -92,12 +93,55 @@ func changed(cols []string) string {
 	return strings.Join(parts, "\n    OR ")
 }
 
+// setList assigns NEW's values to cols; GENERATED ALWAYS identity columns
+// are left out (updateGuard refuses changing them).
 func setList(cols []*Column) string {
-	parts := make([]string, len(cols))
-	for i, c := range cols {
-		parts[i] = fmt.Sprintf("%s = NEW.%s", ident(c.Name), ident(c.Name))
+	var parts []string
+	for _, c := range cols {
+		if c.Identity != "a" {
+			parts = append(parts, fmt.Sprintf("%s = NEW.%s", ident(c.Name), ident(c.Name)))
+		}
 	}
 	return strings.Join(parts, ",\n       ")
+}
+
+// A GENERATED ALWAYS identity column of a base table behaves through the
+// view as on the original table: the view gives it no default, an insert
+// that names a value fails, the trigger takes the next value itself; an
+// update may not change it.
+const alwaysDetail = "Column %q is an identity column defined as GENERATED ALWAYS."
+
+func insertGuard(cols []*Column) string {
+	var b strings.Builder
+	for _, c := range cols {
+		if c.Identity != "a" {
+			continue
+		}
+		fmt.Fprintf(&b, `IF NEW.%[1]s IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'generated_always',
+        MESSAGE = %[2]s, DETAIL = %[3]s;
+END IF;
+NEW.%[1]s := pg_catalog.nextval(%[4]s::pg_catalog.regclass);
+`, ident(c.Name), literal(fmt.Sprintf("cannot insert a non-DEFAULT value into column %q", c.Name)),
+			literal(fmt.Sprintf(alwaysDetail, c.Name)), literal(c.Sequence))
+	}
+	return b.String()
+}
+
+func updateGuard(cols []*Column) string {
+	var b strings.Builder
+	for _, c := range cols {
+		if c.Identity != "a" {
+			continue
+		}
+		fmt.Fprintf(&b, `IF NEW.%[1]s IS DISTINCT FROM OLD.%[1]s THEN
+    RAISE EXCEPTION USING ERRCODE = 'generated_always',
+        MESSAGE = %[2]s, DETAIL = %[3]s;
+END IF;
+`, ident(c.Name), literal(fmt.Sprintf("column %q can only be updated to DEFAULT", c.Name)),
+			literal(fmt.Sprintf(alwaysDetail, c.Name)))
+	}
+	return b.String()
 }
 
 // overriding is the OVERRIDING clause an INSERT into base needs to write
@@ -153,6 +197,7 @@ func (d *deriver) insertBody() string {
 	if t.Kind == policy.Child {
 		cols := d.sideColumns(policy.Clinical, "")
 		var b strings.Builder
+		b.WriteString(insertGuard(cols))
 		b.WriteString(d.lookupSubject("NEW"))
 		b.WriteString(insertSQL(s.Clinical, append([]*Column{s.Clinical.Column(PseudonymColumn)}, cols...),
 			append([]string{"privata_p"}, newValues(cols)...), ""))
@@ -163,9 +208,10 @@ func (d *deriver) insertBody() string {
 	idCols := d.sideColumns(policy.Identity, t.Key)
 	all := append([]*Column{key, s.Identity.Column(RegionColumn)}, idCols...)
 	values := append([]string{"NEW." + ident(key.Name), d.regionExpr("NEW")}, newValues(idCols)...)
-	var b strings.Builder
-	b.WriteString(insertSQL(s.Identity, all, values, "RETURNING "+ident(PseudonymColumn)+" INTO privata_p"))
 	clCols := d.sideColumns(policy.Clinical, "")
+	var b strings.Builder
+	b.WriteString(insertGuard(append(slices.Clone(all), clCols...)))
+	b.WriteString(insertSQL(s.Identity, all, values, "RETURNING "+ident(PseudonymColumn)+" INTO privata_p"))
 	b.WriteString(insertSQL(s.Clinical, append([]*Column{s.Clinical.Column(PseudonymColumn)}, clCols...),
 		append([]string{"privata_p"}, newValues(clCols)...), ""))
 	b.WriteString("RETURN NEW;\n")
@@ -212,6 +258,7 @@ END IF;
 			literal(t.Name))
 	}
 	idCols := append([]*Column{s.Key()}, d.sideColumns(policy.Identity, t.Key)...)
+	b.WriteString(updateGuard(append(slices.Clone(idCols), d.sideColumns(policy.Clinical, "")...)))
 	watch := colNamesList(idCols)
 	if r := d.env.Policy.Residency; r != nil && r.Table == t.QualifiedName() &&
 		s.Identity.Column(r.Column) == nil {
@@ -235,9 +282,9 @@ END IF;
 		}
 		id.WriteString("END IF;\n")
 	}
-	set := fmt.Sprintf("%s,\n       %s = %s", setList(idCols[:1]), ident(RegionColumn), d.regionExpr("NEW"))
-	if len(idCols) > 1 {
-		set += ",\n       " + setList(idCols[1:])
+	set := fmt.Sprintf("%s = %s", ident(RegionColumn), d.regionExpr("NEW"))
+	if rest := setList(idCols); rest != "" {
+		set = rest + ",\n       " + set
 	}
 	fmt.Fprintf(&id, "UPDATE %s\n   SET %s\n WHERE %s = OLD.%s\nRETURNING %s INTO privata_p;\n",
 		s.Identity.QualifiedName(), set, key, key, ident(PseudonymColumn))
@@ -322,13 +369,16 @@ func (d *deriver) childWrite(op string) string {
 		b.WriteString("IF NOT FOUND THEN\n    RETURN NULL;\nEND IF;\nRETURN OLD;\n")
 		return function(vars, indent(b.String(), 4))
 	}
+	if op == "update" {
+		b.WriteString(updateGuard(cols))
+	}
 	keep := setList(cols)
 	if keep == "" {
 		keep = fmt.Sprintf("%s = %s", ident(PseudonymColumn), ident(PseudonymColumn))
 	}
 	move := fmt.Sprintf("%s = privata_p", ident(PseudonymColumn))
-	if len(cols) > 0 {
-		move = setList(cols) + ",\n       " + move
+	if set := setList(cols); set != "" {
+		move = set + ",\n       " + move
 	}
 	update := func(set string) string {
 		return indent(fmt.Sprintf("UPDATE %s\n   SET %s\n WHERE %s;\n", base, set, where), 4)
