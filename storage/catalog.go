@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -207,13 +208,52 @@ type RoleInfo struct {
 // table or view.
 func (c *Catalog) Relation(schema, name string) *Relation { return c.relations[schema+"."+name] }
 
-// Columns implements policy.Catalog.
+// Columns implements policy.Catalog. For a split table it returns the
+// columns its view will have: those it has, and those added to its base
+// tables since.
 func (c *Catalog) Columns(schema, name string) ([]string, bool) {
+	if reg := c.Registry[schema+"."+name]; reg != nil {
+		return c.appColumns(reg), true
+	}
 	r := c.Relation(schema, name)
 	if r == nil {
 		return nil, false
 	}
 	return r.ColumnNames(), true
+}
+
+// appColumns returns the application's columns of a split table: those
+// the registry recorded that its base tables still hold (and a child's
+// reference column), then the base tables' new columns.
+func (c *Catalog) appColumns(reg *Registered) []string {
+	var bases []*Relation
+	for _, s := range []string{IdentitySchema, ClinicalSchema} {
+		if r := c.Relation(s, reg.Name); r != nil {
+			bases = append(bases, r)
+		}
+	}
+	has := func(n string) bool {
+		for _, b := range bases {
+			if b.Column(n) != nil {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, n := range reg.Columns {
+		if n == reg.Reference || has(n) {
+			out = append(out, n)
+		}
+	}
+	for _, b := range bases {
+		for _, col := range b.Columns {
+			if !slices.Contains(out, col.Name) && !strings.HasPrefix(col.Name, "privata_") {
+				out = append(out, col.Name)
+			}
+		}
+	}
+	return out
 }
 
 // readCatalog reads what planning p needs. Session is the session login

@@ -79,26 +79,14 @@ func (pl *planner) splitFromCatalog(t *policy.Table, reg *Registered) (*Split, e
 			}
 		}
 	}
-	seen := map[string]bool{}
-	for _, name := range reg.Columns {
+	for _, name := range pl.cat.appColumns(reg) {
 		if t.Kind == policy.Child && name == t.Reference {
 			s.App = append(s.App, &AppColumn{Name: name})
-			seen[name] = true
 			continue
 		}
 		for _, b := range s.Bases() {
 			if c := b.Column(name); c != nil {
 				s.App = append(s.App, &AppColumn{Name: name, Side: s.sideOf(b), Column: c})
-				seen[name] = true
-			}
-		}
-	}
-	// Columns added to a base table since the last apply join the view at
-	// its end.
-	for _, b := range s.Bases() {
-		for _, c := range b.Columns {
-			if !seen[c.Name] && !strings.HasPrefix(c.Name, "privata_") {
-				s.App = append(s.App, &AppColumn{Name: c.Name, Side: s.sideOf(b), Column: c})
 			}
 		}
 	}
