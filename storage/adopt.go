@@ -360,6 +360,9 @@ func (pl *planner) resolveForeignKeys() {
 					ta = x
 				}
 			}
+			if ta == nil && pl.splits[target] == nil {
+				continue // the target's own error is reported
+			}
 			if ta == nil || (target.Kind == policy.Subject && slices.Contains(k.RefColumns, target.Key)) {
 				pl.errs = append(pl.errs, &Error{Table: a.t, Msg: fmt.Sprintf("foreign key %s refers to "+
 					"%s(%s), which cannot stay a foreign key once %s is split", k.Name,

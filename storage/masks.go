@@ -38,7 +38,7 @@ func maskOf(t *policy.Table, c *Column) (string, error) {
 		return ok[0], nil
 	}
 	if !slices.Contains(ok, pc.Mask) {
-		return "", &policy.Error{Pos: pc.Pos,
+		return "", &policy.Error{Pos: pc.MaskPos,
 			Msg: fmt.Sprintf("mask %s does not apply to %s.%s, of type %s",
 				pc.Mask, t.Name, c.Name, c.Type),
 			Hint: "masks for this column: " + strings.Join(ok, ", ")}
