@@ -365,8 +365,11 @@ func (d *deriver) baseGrants(b *strings.Builder, base *Base, roles []string) {
 			upd = append(upd, c.Name)
 		}
 	}
-	fmt.Fprintf(b, "GRANT INSERT (%s), UPDATE (%s), DELETE ON %s TO %s;\n",
-		idents(ins), idents(upd), name, ident(writer))
+	privs := []string{"INSERT (" + idents(ins) + ")"}
+	if len(upd) > 0 {
+		privs = append(privs, "UPDATE ("+idents(upd)+")")
+	}
+	fmt.Fprintf(b, "GRANT %s, DELETE ON %s TO %s;\n", strings.Join(privs, ", "), name, ident(writer))
 	if t.Kind == policy.Child {
 		locate := s.rowKey()
 		if locate == nil {

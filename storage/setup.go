@@ -33,18 +33,19 @@ func (pl *planner) setup() ([]Step, error) {
 		IdentitySchema, ClinicalSchema, AccessSchema, Owner), pl.schemas())
 	add("Which home regions this cluster serves; row-level security refuses identity rows of "+
 		"other regions.", pl.settings())
-	add("privata.region_of(value) computes a subject's home region from the policy's residency "+
-		"rule (the value of "+pl.residencyColumn()+").", pl.regionOf())
+	add("privata.region_of(value) computes a subject's home region: "+pl.residencyRule()+".",
+		pl.regionOf())
 	add("Role memberships: each policy role is a member of exactly the group roles its access "+
 		"implies.", pl.memberships())
 	return steps, nil
 }
 
-func (pl *planner) residencyColumn() string {
+func (pl *planner) residencyRule() string {
 	if r := pl.p.Residency; r != nil {
-		return r.Table + "." + r.Column
+		return fmt.Sprintf("the policy's residency rule maps the value of %s.%s to a region, "+
+			"%s when it names none", r.Table, r.Column, r.Default)
 	}
-	return "no residency rule: every subject lives in " + pl.p.DefaultRegion()
+	return "the policy has no residency rule, so every subject lives in " + pl.p.DefaultRegion()
 }
 
 func (pl *planner) roles() (string, error) {
