@@ -127,12 +127,35 @@ func Apply(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Target)
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background())
+	pl, err := ApplyTx(ctx, tx, p, target)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return pl, nil
+}
+
+// ApplyTx is Apply inside the caller's transaction, which the caller
+// commits or rolls back: for DDL rewriting, which changes base tables and
+// then has their views, triggers and grants derived again in the same
+// transaction. It leaves the transaction's search_path as it found it.
+func ApplyTx(ctx context.Context, tx pgx.Tx, p *policy.Policy, target Target) (pl *Plan, err error) {
+	var path string
+	if err := tx.QueryRow(ctx, "SELECT pg_catalog.current_setting('search_path')").Scan(&path); err != nil {
+		return nil, fmt.Errorf("read search_path: %w", err)
+	}
 	install, err := prepare(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
-	pl, err := plan(ctx, tx, p, target)
-	if err != nil {
+	defer func() {
+		if err == nil {
+			_, err = tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, true)", path)
+		}
+	}()
+	if pl, err = plan(ctx, tx, p, target); err != nil {
 		return nil, err
 	}
 	if len(pl.locks) > 0 {
@@ -150,9 +173,6 @@ func Apply(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Target)
 		if _, err := tx.Exec(ctx, s.SQL); err != nil {
 			return nil, fmt.Errorf("step %d of %d (%s): %w", i+1, len(pl.Steps), summary(s.Comment), err)
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
 	}
 	pl.Install = install
 	return pl, nil

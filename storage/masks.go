@@ -94,7 +94,13 @@ func valueExpr(t *policy.Table, b string, c *Column) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("CAST(CASE WHEN %s THEN %s\n                 WHEN %s THEN %s END AS %s)",
+	e := fmt.Sprintf("CAST(CASE WHEN %s THEN %s\n                 WHEN %s THEN %s END AS %s)",
 		hasRole(GroupRole(class, policy.Full)), col,
-		hasRole(GroupRole(class, policy.Masked)), maskExpr(mask, col, c), c.Type), nil
+		hasRole(GroupRole(class, policy.Masked)), maskExpr(mask, col, c), c.Type)
+	if c.Collation != "" {
+		// The masked branch has the default collation; the view column
+		// keeps the table column's.
+		e += " COLLATE " + c.Collation
+	}
+	return e, nil
 }

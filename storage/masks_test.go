@@ -13,7 +13,7 @@ CREATE TABLE members (
     id         int PRIMARY KEY,
     code       varchar(12),
     ssn        char(11),
-    name       text,
+    name       text COLLATE "C",
     born       date,
     seen       timestamp,
     last_login timestamptz,
@@ -56,11 +56,17 @@ func TestMasksKeepTypesAndHideValues(t *testing.T) {
 	if after := types("members"); !slices.Equal(before, after) {
 		t.Fatalf("the view's column types differ from the table's:\n%v\n%v", before, after)
 	}
+	collation := `SELECT collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+		WHERE attrelid = 'members'::regclass AND attname = 'name'`
+	if got := column(t, d.conn, collation); got[0] != "C" {
+		t.Fatalf("the view's name column has collation %s, want C", got[0])
+	}
 	const row = `SELECT concat_ws(' | ', id, code, ssn, name, born, seen, last_login AT TIME ZONE 'UTC',
 		ext, encode(blob, 'hex'), score, tags, email) FROM members ORDER BY id`
 	var masked, hashes []string
 	d.as(t, "m_masked", func(tx pgx.Tx) {
 		masked = column(t, tx, row)
+		column(t, tx, `SELECT name FROM members ORDER BY name`)
 		hashes = column(t, tx, `SELECT token FROM members ORDER BY id`)
 		mustDeny(t, tx, `SELECT * FROM privata.secrets`)
 	})
