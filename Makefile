@@ -21,5 +21,10 @@ vet:
 test: vet build
 	$(GO) test $(GOFLAGS) -count=1 -timeout 80m ./...
 
+# Benchmarks print their figures (and ratios against a baseline measured in
+# the same run); they assert nothing.
+bench:
+	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
+
 clean:
 	rm -rf bin .privata
