@@ -57,9 +57,11 @@ residency: {table: people, column: blood, values: {O: eu}, default: us}`, 1)
 			policy: func(p string) string { return strings.Replace(p, "{ssn: last4}", "{born: last4}", 1) },
 			want:   `^policy.yaml:10:19: mask last4 does not apply to people.born, of type date\n\thint: masks for this column: year, redact$`},
 		{name: "a classified table that is already a view",
-			setup:  `CREATE VIEW extra AS SELECT 1 AS person`,
-			policy: func(p string) string { return strings.Replace(p, "roles:", "  extra: {subject: {table: people, column: person}}\nroles:", 1) },
-			want:   `public.extra is a view, not a plain table`},
+			setup: `CREATE VIEW extra AS SELECT 1 AS person`,
+			policy: func(p string) string {
+				return strings.Replace(p, "roles:", "  extra: {subject: {table: people, column: person}}\nroles:", 1)
+			},
+			want: `public.extra is a view, not a plain table`},
 		{name: "a region with split clusters",
 			policy: func(p string) string {
 				return strings.Replace(p, "{us: {cluster: us}}", "{us: {identity_cluster: a, clinical_cluster: b}}", 1)
