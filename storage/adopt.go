@@ -88,55 +88,6 @@ func tableGrants(rel *Relation) []Grant {
 	return out
 }
 
-// refuse returns why rel cannot be converted faithfully, if it cannot.
-func (pl *planner) refuse(t *policy.Table, rel *Relation) error {
-	var errs Errors
-	no := func(msg, hint string, args ...any) {
-		errs = append(errs, &Error{Table: t, Msg: fmt.Sprintf(msg, args...), Hint: hint})
-	}
-	name := t.QualifiedName()
-	switch {
-	case rel.Inherits:
-		no("%s takes part in inheritance or partitioning", "Privata converts plain tables", name)
-	case rel.Persistence != "p":
-		no("%s is a temporary or unlogged table", "Privata converts ordinary tables", name)
-	}
-	for _, c := range rel.Columns {
-		if c.Generated != "" {
-			no("column %s.%s is a generated column", "make it an ordinary column first", t.Name, c.Name)
-		}
-		if strings.HasPrefix(c.Name, "privata_") {
-			no("column %s.%s has a name Privata keeps for itself", "rename it", t.Name, c.Name)
-		}
-	}
-	if len(rel.Triggers) > 0 {
-		no("%s has triggers (%s); they would not fire on the base tables", "drop them first",
-			name, strings.Join(rel.Triggers, ", "))
-	}
-	if len(rel.Rules) > 0 {
-		no("%s has rules (%s)", "drop them first", name, strings.Join(rel.Rules, ", "))
-	}
-	if rel.RowSecurity || len(rel.Policies) > 0 {
-		no("%s has row-level security of its own", "disable it and drop its policies first", name)
-	}
-	if len(rel.Publications) > 0 {
-		no("%s is in publications (%s)", "remove it from them first; add the base tables afterwards",
-			name, strings.Join(rel.Publications, ", "))
-	}
-	if len(rel.Dependents) > 0 {
-		no("views depend on %s: %s", "drop them, apply, then create them again over the new view",
-			name, strings.Join(rel.Dependents, ", "))
-	}
-	for _, k := range rel.ReferencedBy {
-		if from := pl.p.Table(k.Schema, k.Table); from == nil || pl.cat.Registry[k.Schema+"."+k.Table] != nil {
-			no("foreign key %s of %s refers to %s, and %s is not classified by the policy",
-				"classify the referring table as a child, or drop the foreign key",
-				k.Name, qname(k.Schema, k.Table), name, qname(k.Schema, k.Table))
-		}
-	}
-	return errs.err()
-}
-
 // baseColumn copies an original column for a base table.
 func (pl *planner) baseColumn(a *adoption, c *Column, base *Base) (*Column, error) {
 	n := *c
@@ -255,250 +206,6 @@ func (a *adoption) sideOf(cols []string) *Base {
 		base = b
 	}
 	return base
-}
-
-// placeConstraints decides where each constraint and index of the
-// original table goes, refusing those that span identity and clinical
-// columns or involve a child's reference column.
-func (pl *planner) placeConstraints(a *adoption) error {
-	t := a.t
-	var errs Errors
-	span := func(what, name string, cols []string) {
-		msg := fmt.Sprintf("%s %s spans identity and clinical columns (%s)", what, name, strings.Join(cols, ", "))
-		hint := "keep its columns in one class, or drop it"
-		if t.Kind == policy.Child {
-			msg = fmt.Sprintf("%s %s involves the reference column %s (%s)", what, name, t.Reference,
-				strings.Join(cols, ", "))
-			hint = "the reference column is stored as a pseudonym; drop it"
-		}
-		errs = append(errs, &Error{Table: t, Msg: msg, Hint: hint})
-	}
-	for _, k := range a.orig.Constraints {
-		if k.Type == "f" {
-			if err := pl.placeForeignKey(a, k); err != nil {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		if t.Kind == policy.Subject && k.Type == "p" {
-			continue // the identity base table's primary key, above
-		}
-		base := a.sideOf(k.Columns)
-		if base == nil {
-			span("constraint", k.Name, k.Columns)
-			continue
-		}
-		a.constraints = append(a.constraints, placed[*Constraint]{base, k})
-		if k.Type == "p" || k.Type == "u" || k.Type == "x" {
-			base.Constraints = append(base.Constraints, k)
-		}
-	}
-	for _, ix := range a.orig.Indexes {
-		if t.Kind == policy.Child && slices.Equal(ix.Columns, []string{t.Reference}) {
-			continue // the pseudonym gets its own index
-		}
-		base := a.sideOf(ix.Columns)
-		if base == nil {
-			span("index", ix.Name, ix.Columns)
-			continue
-		}
-		a.indexes = append(a.indexes, placed[*Index]{base, ix})
-	}
-	return errs.err()
-}
-
-func (pl *planner) placeForeignKey(a *adoption, k *Constraint) error {
-	t, s := a.t, a.split
-	target := pl.p.Table(k.RefSchema, k.RefTable)
-	if t.Kind == policy.Child && slices.Contains(k.Columns, t.Reference) {
-		subj := s.Subject.Table
-		if target != subj || !slices.Equal(k.Columns, []string{t.Reference}) ||
-			!slices.Equal(k.RefColumns, []string{subj.Key}) {
-			return &Error{Table: t, Msg: fmt.Sprintf("foreign key %s involves the reference column %s "+
-				"but is not (%s) referring to %s(%s)", k.Name, t.Reference, t.Reference,
-				subj.QualifiedName(), subj.Key), Hint: "drop it"}
-		}
-		if k.OnUpdate == "n" || k.OnUpdate == "d" || k.OnDelete == "d" || k.SetColumns {
-			return &Error{Table: t, Msg: fmt.Sprintf("foreign key %s uses ON UPDATE SET NULL/DEFAULT, "+
-				"ON DELETE SET DEFAULT or a column list, which Privata does not carry over", k.Name),
-				Hint: "use NO ACTION, RESTRICT or CASCADE (or ON DELETE SET NULL)"}
-		}
-		a.ref = k
-		s.ReferenceFK = k.Name
-		fk := &Constraint{Name: k.Name, Type: "f", Columns: []string{PseudonymColumn},
-			RefSchema: ClinicalSchema, RefTable: subj.Name, RefColumns: []string{PseudonymColumn},
-			OnUpdate: k.OnUpdate, OnDelete: k.OnDelete, Match: k.Match, Deferrable: k.Deferrable,
-			Deferred: k.Deferred, Validated: k.Validated}
-		s.Clinical.Constraints = append(s.Clinical.Constraints, fk)
-		a.fks = append(a.fks, foreignKey{base: s.Clinical, k: fk, target: qname(ClinicalSchema, subj.Name)})
-		return nil
-	}
-	base := a.sideOf(k.Columns)
-	if base == nil {
-		return &Error{Table: t, Msg: fmt.Sprintf("foreign key %s spans identity and clinical columns (%s)",
-			k.Name, strings.Join(k.Columns, ", ")), Hint: "keep its columns in one class, or drop it"}
-	}
-	kc := *k
-	base.Constraints = append(base.Constraints, &kc)
-	a.fks = append(a.fks, foreignKey{base: base, k: &kc, ref: target, target: qname(k.RefSchema, k.RefTable)})
-	return nil
-}
-
-// resolveForeignKeys points foreign keys between adopted tables at the
-// base tables that will hold the referred columns. It runs once every
-// table is planned, whatever the policy's order.
-func (pl *planner) resolveForeignKeys() {
-	for _, a := range pl.adopted {
-		for i, fk := range a.fks {
-			target, k := fk.ref, fk.k
-			if target == nil {
-				continue
-			}
-			var ta *adoption
-			for _, x := range pl.adopted {
-				if x.t == target {
-					ta = x
-				}
-			}
-			if ta == nil && pl.splits[target] == nil {
-				continue // the target's own error is reported
-			}
-			if ta == nil || (target.Kind == policy.Subject && slices.Contains(k.RefColumns, target.Key)) {
-				pl.errs = append(pl.errs, &Error{Table: a.t, Msg: fmt.Sprintf("foreign key %s refers to "+
-					"%s(%s), which cannot stay a foreign key once %s is split", k.Name,
-					target.QualifiedName(), strings.Join(k.RefColumns, ", "), target.QualifiedName()),
-					Hint: "a reference to a subject's key belongs in a child table's reference column; drop it"})
-				continue
-			}
-			tb := ta.sideOf(k.RefColumns)
-			if tb == nil {
-				pl.errs = append(pl.errs, &Error{Table: a.t, Msg: fmt.Sprintf("foreign key %s refers to "+
-					"columns of %s stored apart", k.Name, target.QualifiedName()), Hint: "drop it"})
-				continue
-			}
-			a.fks[i].target = tb.QualifiedName()
-			k.RefSchema, k.RefTable = tb.Schema, tb.Name
-		}
-	}
-}
-
-// checkData refuses rows that cannot be converted: a key that is not a key,
-// references to subjects that do not exist, subjects whose home region
-// this cluster does not serve.
-func (pl *planner) checkData(a *adoption) error {
-	t, rel := a.t, a.orig
-	if t.Kind == policy.Subject {
-		hasPK := false
-		for _, k := range rel.Constraints {
-			hasPK = hasPK || k.Type == "p"
-		}
-		if !hasPK {
-			var dups, nulls int64
-			err := pl.tx.QueryRow(pl.ctx, fmt.Sprintf(`SELECT count(%[1]s) - count(DISTINCT %[1]s),
-				count(*) - count(%[1]s) FROM %[2]s`, ident(t.Key), rel.QualifiedName())).Scan(&dups, &nulls)
-			if err != nil {
-				return fmt.Errorf("check the key of %s: %w", t.QualifiedName(), err)
-			}
-			if dups > 0 || nulls > 0 {
-				return &Error{Table: t, Msg: fmt.Sprintf("key column %s has %d duplicate and %d NULL values",
-					t.Key, dups, nulls), Hint: "a subject's key identifies one row; fix the rows first"}
-			}
-		}
-		return pl.checkRegions(a)
-	}
-	if a.ref != nil && a.ref.Validated {
-		return nil
-	}
-	subj := a.split.Subject
-	source := qname(IdentitySchema, subj.Table.Name)
-	if pl.dropped[subj.Table.Schema+"."+subj.Table.Name] {
-		source = subj.Table.QualifiedName()
-	}
-	var orphans int64
-	err := pl.tx.QueryRow(pl.ctx, fmt.Sprintf(`SELECT count(*) FROM %s t
-		WHERE t.%s IS NOT NULL AND NOT EXISTS (SELECT FROM %s s WHERE s.%s = t.%s)`,
-		rel.QualifiedName(), ident(t.Reference), source, ident(subj.Table.Key), ident(t.Reference))).
-		Scan(&orphans)
-	if err != nil {
-		return fmt.Errorf("check the references of %s: %w", t.QualifiedName(), err)
-	}
-	if orphans > 0 {
-		return &Error{Table: t, Msg: fmt.Sprintf("%d rows have a %s that names no row of %s",
-			orphans, t.Reference, subj.Table.QualifiedName()),
-			Hint: "a child row refers to its subject by pseudonym; delete or fix those rows first"}
-	}
-	return nil
-}
-
-func (pl *planner) checkRegions(a *adoption) error {
-	t, rel := a.t, a.orig
-	served := func(r string) bool { return slices.Contains(pl.t.Regions, r) }
-	res := pl.p.Residency
-	var count int64
-	var regions []string
-	if res == nil || res.Table != t.QualifiedName() {
-		if served(pl.p.DefaultRegion()) {
-			return nil
-		}
-		regions = []string{pl.p.DefaultRegion()}
-		if err := pl.tx.QueryRow(pl.ctx, "SELECT count(*) FROM "+rel.QualifiedName()).Scan(&count); err != nil {
-			return fmt.Errorf("count the rows of %s: %w", t.QualifiedName(), err)
-		}
-	} else {
-		rows, err := pl.tx.Query(pl.ctx, fmt.Sprintf("SELECT DISTINCT t.%s::text FROM %s t",
-			ident(res.Column), rel.QualifiedName()))
-		if err != nil {
-			return fmt.Errorf("read the home regions of %s: %w", t.QualifiedName(), err)
-		}
-		var values []*string
-		for rows.Next() {
-			var v *string
-			if err := rows.Scan(&v); err != nil {
-				return err
-			}
-			values = append(values, v)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read the home regions of %s: %w", t.QualifiedName(), err)
-		}
-		var away []string
-		nullAway := false
-		for _, v := range values {
-			var r string
-			if v == nil {
-				r = res.RegionOf("", true)
-			} else {
-				r = res.RegionOf(*v, false)
-			}
-			if served(r) {
-				continue
-			}
-			if !slices.Contains(regions, r) {
-				regions = append(regions, r)
-			}
-			if v == nil {
-				nullAway = true
-			} else {
-				away = append(away, *v)
-			}
-		}
-		if len(regions) == 0 {
-			return nil
-		}
-		err = pl.tx.QueryRow(pl.ctx, fmt.Sprintf(`SELECT count(*) FROM %s t
-			WHERE t.%s::text = ANY($1) OR ($2 AND t.%s IS NULL)`, rel.QualifiedName(),
-			ident(res.Column), ident(res.Column)), away, nullAway).Scan(&count)
-		if err != nil {
-			return fmt.Errorf("count the rows of %s by region: %w", t.QualifiedName(), err)
-		}
-	}
-	if count == 0 {
-		return nil
-	}
-	slices.Sort(regions)
-	return &Error{Table: t, Msg: fmt.Sprintf("%d rows have a home region (%s) that cluster %s does not serve",
-		count, strings.Join(regions, ", "), pl.t.Name),
-		Hint: "move those rows to their region's cluster first, or let this cluster serve the region"}
 }
 
 // adoptionSteps returns the steps that convert every adopted table.
@@ -620,14 +327,16 @@ func (pl *planner) copyRows(a *adoption, id, rest *strings.Builder) {
 		fmt.Fprintf(id, "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE\nSELECT %s\n  FROM %s t;\n",
 			s.Identity.QualifiedName(), colNames(cols), strings.Join(vals, ", "), orig)
 		clCols := s.Clinical.Columns[1:]
-		fmt.Fprintf(rest, "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE\nSELECT i.%s%s\n  FROM %s t\n  JOIN %s i ON i.%s = t.%s;\n",
+		fmt.Fprintf(rest, "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE\n"+
+			"SELECT i.%s%s\n  FROM %s t\n  JOIN %s i ON i.%s = t.%s;\n",
 			s.Clinical.QualifiedName(), colNames(s.Clinical.Columns), ident(PseudonymColumn),
 			prefixComma(values(clCols, "t")), orig, s.Identity.QualifiedName(), ident(t.Key), ident(t.Key))
 		return
 	}
 	subj := s.Subject
 	cols := s.Clinical.Columns[1:]
-	fmt.Fprintf(rest, "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE\nSELECT s.%s%s\n  FROM %s t\n  LEFT JOIN %s s ON s.%s = t.%s;\n",
+	fmt.Fprintf(rest, "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE\n"+
+		"SELECT s.%s%s\n  FROM %s t\n  LEFT JOIN %s s ON s.%s = t.%s;\n",
 		s.Clinical.QualifiedName(), colNames(s.Clinical.Columns), ident(PseudonymColumn),
 		prefixComma(values(cols, "t")), orig, subj.Identity.QualifiedName(), ident(subj.Table.Key),
 		ident(t.Reference))
@@ -676,32 +385,6 @@ func (a *adoption) hasConstraint(k *Constraint) bool {
 		}
 	}
 	return false
-}
-
-// moveIndex rewrites an index definition onto base.
-func moveIndex(ix *Index, printed string, base *Base) string {
-	return strings.Replace(ix.Def, " ON "+printed+" USING ", " ON "+base.QualifiedName()+" USING ", 1)
-}
-
-// foreignKeyDef builds a FOREIGN KEY clause of k referring to target.
-func foreignKeyDef(k *Constraint, target string) string {
-	actions := map[string]string{"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
-		"d": "SET DEFAULT"}
-	s := fmt.Sprintf("FOREIGN KEY (%s) REFERENCES %s (%s)", idents(k.Columns), target, idents(k.RefColumns))
-	if k.Match == "f" {
-		s += " MATCH FULL"
-	}
-	s += " ON UPDATE " + actions[k.OnUpdate] + " ON DELETE " + actions[k.OnDelete]
-	if k.Deferrable {
-		s += " DEFERRABLE"
-		if k.Deferred {
-			s += " INITIALLY DEFERRED"
-		}
-	}
-	if !k.Validated {
-		s += " NOT VALID"
-	}
-	return s
 }
 
 func (pl *planner) sequences(a *adoption, b *strings.Builder) {

@@ -163,7 +163,8 @@ func (pl *planner) checkPolicy() error {
 	for _, r := range pl.p.Regions {
 		if r.Cluster == "" {
 			errs = append(errs, &policy.Error{Pos: r.Pos,
-				Msg:  fmt.Sprintf("region %s keeps identity and clinical data in different clusters; apply does not support that yet", r.Name),
+				Msg: fmt.Sprintf("region %s keeps identity and clinical data in different "+
+					"clusters; apply does not support that yet", r.Name),
 				Hint: "give the region one cluster"})
 		}
 	}

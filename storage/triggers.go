@@ -29,7 +29,8 @@ func (d *deriver) triggers() Step {
 			fn, dollarQuote(o.body))
 		fmt.Fprintf(&b, "ALTER FUNCTION %s() OWNER TO %s;\n", fn, ident(Owner))
 		fmt.Fprintf(&b, "REVOKE ALL ON FUNCTION %s() FROM PUBLIC;\n", fn)
-		fmt.Fprintf(&b, "CREATE OR REPLACE TRIGGER %s INSTEAD OF %s ON %s\n    FOR EACH ROW EXECUTE FUNCTION %s();\n",
+		fmt.Fprintf(&b, "CREATE OR REPLACE TRIGGER %s INSTEAD OF %s ON %s\n"+
+			"    FOR EACH ROW EXECUTE FUNCTION %s();\n",
 			ident("privata_"+o.op), strings.ToUpper(o.op), qname(t.Schema, t.Name), fn)
 	}
 	var comment string
@@ -293,7 +294,8 @@ END IF;
 
 	if clCols := d.sideColumns(policy.Clinical, ""); len(clCols) > 0 {
 		var cl strings.Builder
-		fmt.Fprintf(&cl, "IF privata_p IS NULL THEN\n    SELECT %s INTO privata_p FROM %s WHERE %s = OLD.%s;\nEND IF;\n",
+		fmt.Fprintf(&cl, "IF privata_p IS NULL THEN\n"+
+			"    SELECT %s INTO privata_p FROM %s WHERE %s = OLD.%s;\nEND IF;\n",
 			ident(PseudonymColumn), s.Identity.QualifiedName(), key, key)
 		fmt.Fprintf(&cl, "UPDATE %s\n   SET %s\n WHERE %s = privata_p;\n", s.Clinical.QualifiedName(),
 			setList(clCols), ident(PseudonymColumn))
