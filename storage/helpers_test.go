@@ -85,6 +85,16 @@ func (d *testDB) preview(t *testing.T, p *policy.Policy, regions ...string) *sto
 	return pl
 }
 
+func storageApply(conn *pgx.Conn, p *policy.Policy, t storage.Target) (*storage.Plan, error) {
+	return storage.Apply(ctx, conn, p, t)
+}
+
+// pgtestConnectAs connects to the database as a login role.
+func pgtestConnectAs(t *testing.T, d *testDB, role string) *pgx.Conn {
+	t.Helper()
+	return pgtest.Connect(t, strings.Replace(d.URL(), "postgres@", role+"@", 1))
+}
+
 // contents returns every row of each table as text, sorted.
 func (d *testDB) contents(t *testing.T, tables ...string) map[string][]string {
 	t.Helper()
