@@ -44,6 +44,26 @@ type Cluster struct {
 	// SessionURL, when set, is the login client sessions use upstream before
 	// taking on their policy role. It should not be a superuser.
 	SessionURL Env `yaml:"session_url"`
+	// FDW says how the other regions' clusters reach this one over
+	// postgres_fdw. It is needed when the policy lets another region read
+	// this region's subjects (transfers).
+	FDW *FDW `yaml:"fdw"`
+}
+
+// FDW is how other clusters connect to a cluster to read what it exports.
+type FDW struct {
+	// Password is the password of the login roles (privata_export_*) that
+	// other clusters use here; apply sets it here and in their user
+	// mappings. It is never printed or logged.
+	Password Env `yaml:"password"`
+	// Host, Port and DBName say where the other clusters connect; by
+	// default those of the cluster's url.
+	Host   string `yaml:"host"`
+	Port   int    `yaml:"port"`
+	DBName string `yaml:"dbname"`
+	// SSLMode is the sslmode of those connections; by default the url's,
+	// or prefer.
+	SSLMode string `yaml:"sslmode"`
 }
 
 // Server says where and how the proxy listens.
@@ -277,6 +297,9 @@ func (c *Config) check() error {
 			errs = append(errs, fmt.Errorf("cluster %s has no url", name))
 			continue
 		}
+		if f := cl.FDW; f != nil {
+			errs = append(errs, f.check(name)...)
+		}
 		for _, u := range []Env{cl.URL, cl.SessionURL} {
 			if u == "" {
 				continue
@@ -311,6 +334,23 @@ func (c *Config) check() error {
 	}
 	errs = append(errs, c.Cache.check()...)
 	return errors.Join(errs...)
+}
+
+func (f *FDW) check(cluster string) []error {
+	var errs []error
+	if f.Password == "" {
+		errs = append(errs, fmt.Errorf("cluster %s: fdw needs a password", cluster))
+	}
+	if f.Port < 0 || f.Port > 65535 {
+		errs = append(errs, fmt.Errorf("cluster %s: fdw port %d is not a TCP port", cluster, f.Port))
+	}
+	switch f.SSLMode {
+	case "", "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		errs = append(errs, fmt.Errorf("cluster %s: fdw sslmode %q: want disable, allow, prefer, "+
+			"require, verify-ca or verify-full", cluster, f.SSLMode))
+	}
+	return errs
 }
 
 // ClusterNames returns the cluster names in sorted order.
