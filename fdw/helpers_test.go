@@ -118,7 +118,7 @@ type world struct {
 }
 
 // sharedClusters gives each region name its package-wide cluster.
-func sharedClusters(t *testing.T, names ...string) map[string]*pgtest.Cluster {
+func sharedClusters(t testing.TB, names ...string) map[string]*pgtest.Cluster {
 	out := map[string]*pgtest.Cluster{}
 	for _, n := range names {
 		out[n] = pgtest.SharedWith(t, n, pgtest.Options{Password: superPassword})
@@ -135,15 +135,21 @@ func ownClusters(t *testing.T, names ...string) map[string]*pgtest.Cluster {
 	return out
 }
 
-// newWorld creates a database with schemaSQL on each cluster.
-func newWorld(t *testing.T, clusters map[string]*pgtest.Cluster, policySrc string) *world {
+// newWorld creates a database with schemaSQL on each cluster, and runs
+// extra's SQL for each region after it.
+func newWorld(t testing.TB, clusters map[string]*pgtest.Cluster, policySrc string,
+	extra ...func(region string) string) *world {
 	t.Helper()
 	w := &world{regions: map[string]*region{}, dir: t.TempDir(), policy: policySrc,
 		password: map[string]string{}}
 	for name, c := range clusters {
 		db := pgtest.NewDB(t, c)
 		r := &region{name: name, cluster: c, db: db, conn: db.Connect(t)}
-		if _, err := r.conn.Exec(ctx, schemaSQL); err != nil {
+		sql := schemaSQL
+		for _, e := range extra {
+			sql += e(name)
+		}
+		if _, err := r.conn.Exec(ctx, sql); err != nil {
 			t.Fatal(err)
 		}
 		w.regions[name] = r
@@ -155,7 +161,7 @@ func newWorld(t *testing.T, clusters map[string]*pgtest.Cluster, policySrc strin
 }
 
 // files writes privata.yaml and policy.yaml and loads them.
-func (w *world) load(t *testing.T) (*config.Config, *policy.Policy, []storage.Target, *fdw.Topology) {
+func (w *world) load(t testing.TB) (*config.Config, *policy.Policy, []storage.Target, *fdw.Topology) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(w.dir, "policy.yaml"), []byte(w.policy), 0o644); err != nil {
 		t.Fatal(err)
@@ -222,7 +228,7 @@ func (w *world) apply(t *testing.T) map[string]*fdw.Plan {
 	return out
 }
 
-func (w *world) tryApply(t *testing.T) (map[string]*fdw.Plan, error) {
+func (w *world) tryApply(t testing.TB) (map[string]*fdw.Plan, error) {
 	t.Helper()
 	_, p, targets, topo := w.load(t)
 	out := map[string]*fdw.Plan{}

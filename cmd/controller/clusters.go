@@ -39,6 +39,13 @@ func loadTargets(c *cobra.Command) (*policy.Policy, []storage.Target, *fdw.Topol
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if len(targets) == 0 {
+		// Every region keeps identity and clinical data apart.
+		r := p.Regions[0]
+		return nil, nil, nil, policy.ErrorList{{Pos: r.Pos, Msg: fmt.Sprintf("region %s keeps identity "+
+			"and clinical data in different clusters; apply does not support that yet", r.Name),
+			Hint: "give the region one cluster"}}
+	}
 	topo, err := fdw.NewTopology(cfg, p, targets)
 	if err != nil {
 		return nil, nil, nil, err
