@@ -77,6 +77,18 @@ type Server struct {
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// ParseCacheEntries bounds the cache of parsed statement texts.
 	ParseCacheEntries int `yaml:"parse_cache_entries"`
+	// Region is the region of this instance's sessions: statements go to
+	// its cluster unless routing says otherwise (package regions). Default:
+	// the policy's default region.
+	Region string `yaml:"region"`
+	// TwoPhaseCommit lets a transaction write to two regions' clusters
+	// (and a subject move between them): it commits on all or none, with
+	// PREPARE TRANSACTION. Off, such a transaction is refused.
+	TwoPhaseCommit bool `yaml:"two_phase_commit"`
+	// DirectoryEntries bounds the cache of which region holds a subject;
+	// DirectoryTTL is how long an entry is trusted.
+	DirectoryEntries int      `yaml:"directory_entries"`
+	DirectoryTTL     Duration `yaml:"directory_ttl"`
 }
 
 // Auth says how clients authenticate to Privata.
@@ -237,6 +249,8 @@ func Default() *Config {
 			MetricsListen:     "127.0.0.1:9187",
 			MaxMessageBytes:   64 << 20,
 			ParseCacheEntries: 10000,
+			DirectoryEntries:  100000,
+			DirectoryTTL:      Duration(time.Minute),
 		},
 		Auth: Auth{
 			Method: "scram",
@@ -312,6 +326,9 @@ func (c *Config) check() error {
 	}
 	if len(c.Policies) == 0 {
 		errs = append(errs, errors.New("no policy files: add `policies: [policy.yaml]`"))
+	}
+	if c.Server.DirectoryEntries < 0 || c.Server.DirectoryTTL < 0 {
+		errs = append(errs, errors.New("server: directory_entries and directory_ttl may not be negative"))
 	}
 	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
 		errs = append(errs, errors.New("server: tls_cert and tls_key go together"))

@@ -3,6 +3,7 @@ package fdw
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,6 +70,10 @@ func (p *Peer) Schema() string { return RegionSchemaPrefix + p.Server }
 // Serves reports whether the peer stores subjects of region r.
 func (p *Peer) Serves(r string) bool { return slices.Contains(p.Target.Regions, r) }
 
+// clusterName is what a cluster's name may hold: it appears in prepared
+// transactions' names and in comments.
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9_.+-]+$`)
+
 // NewTopology resolves the clusters of cfg that hold the policy's regions.
 func NewTopology(cfg *config.Config, p *policy.Policy, targets []storage.Target) (*Topology, error) {
 	t := &Topology{Policy: p}
@@ -76,6 +81,9 @@ func NewTopology(cfg *config.Config, p *policy.Policy, targets []storage.Target)
 	// roles among them, and so their password.
 	byServer := map[string]*Peer{}
 	for _, tg := range targets {
+		if !clusterName.MatchString(tg.Name) {
+			return nil, fmt.Errorf("cluster name %q: use letters, digits, _, -, . and +", tg.Name)
+		}
 		peer := &Peer{Target: tg, Server: strings.Join(tg.Regions, "+")}
 		cl := clusterOf(cfg, p, tg)
 		var f config.FDW

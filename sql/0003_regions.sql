@@ -118,3 +118,16 @@ SELECT encode(sha256(convert_to(coalesce(string_agg(part, E'\n' ORDER BY part CO
                                 'UTF8')), 'hex')
 FROM parts
 $fingerprint$;
+
+-- Decisions of transactions that wrote to several regions' clusters
+-- (two-phase commit, package regions). Each participant's part is prepared
+-- with PREPARE TRANSACTION under a global id naming the cluster that keeps
+-- the decision; whoever records a decision first (the coordinator:
+-- commit; recovery of a transaction left in doubt: abort) decides, and
+-- every participant follows it.
+CREATE TABLE IF NOT EXISTS privata.twophase (
+    gid        text PRIMARY KEY,
+    decision   text NOT NULL CHECK (decision IN ('commit', 'abort')),
+    decided_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON privata.twophase FROM PUBLIC;
