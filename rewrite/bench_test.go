@@ -16,10 +16,12 @@ var benchStatements = []struct{ name, sql string }{
 		`("public"."patients"."state" = 'Stockholm' AND "public"."patients"."income" > %d) ` +
 		`ORDER BY "public"."patients"."id" ASC LIMIT 10 OFFSET 0`},
 	{"sequelize_insert", `INSERT INTO "encounters" ("id","patient","code","start") VALUES ` +
-		`(%d,'6b1c2e','185345009','2024-01-01 10:00:00.000 +00:00') RETURNING "id","patient","code","start";`},
+		`(%d,'6b1c2e','185345009','2024-01-01 10:00:00.000 +00:00') ` +
+		`RETURNING "id","patient","code","start";`},
 	{"typeorm_upsert", `INSERT INTO "patients"("id", "first", "last") VALUES (%d, 'Ann', 'Lee') ` +
 		`ON CONFLICT ("id") DO UPDATE SET "first" = EXCLUDED."first", "last" = EXCLUDED."last"`},
-	{"join_subquery", "SELECT p.id, e.code, (SELECT count(*) FROM conditions c WHERE c.patient = p.id) " +
+	{"join_subquery", "SELECT p.id, e.code, " +
+		"(SELECT count(*) FROM conditions c WHERE c.patient = p.id) " +
 		"FROM patients p JOIN encounters e ON e.patient = p.id WHERE p.id = %d AND e.code LIKE '18%%'"},
 }
 

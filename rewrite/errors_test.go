@@ -173,12 +173,13 @@ func TestLargeOrdinaryStatementsAreAccepted(t *testing.T) {
 		whens[i] = "WHEN id = 1 THEN 'a' || 'b'"
 	}
 	texts := map[string]string{
-		"a 10,000-row INSERT":   "INSERT INTO patients VALUES " + strings.Join(rows, ", "),
-		"5,000 ORs":             "SELECT 1 FROM patients WHERE " + strings.Join(ors, " OR "),
-		"a 2,000-branch CASE":   "SELECT CASE " + strings.Join(whens, " ") + " END FROM patients",
-		"500 nested brackets":   "SELECT " + strings.Repeat("(", 500) + "1" + strings.Repeat(")", 500),
-		"200 nested subselects": strings.Repeat("SELECT * FROM (", 200) + "SELECT 1" + strings.Repeat(") s", 200),
-		"a 50-way UNION":        "SELECT 1" + strings.Repeat(" UNION ALL SELECT 1", 50),
+		"a 10,000-row INSERT": "INSERT INTO patients VALUES " + strings.Join(rows, ", "),
+		"5,000 ORs":           "SELECT 1 FROM patients WHERE " + strings.Join(ors, " OR "),
+		"a 2,000-branch CASE": "SELECT CASE " + strings.Join(whens, " ") + " END FROM patients",
+		"500 nested brackets": "SELECT " + strings.Repeat("(", 500) + "1" + strings.Repeat(")", 500),
+		"200 nested subselects": strings.Repeat("SELECT * FROM (", 200) + "SELECT 1" +
+			strings.Repeat(") s", 200),
+		"a 50-way UNION": "SELECT 1" + strings.Repeat(" UNION ALL SELECT 1", 50),
 	}
 	a := NewAnalyzer(0)
 	for name, sql := range texts {
