@@ -34,5 +34,10 @@ fuzz:
 	  done; \
 	done
 
+# Benchmarks print their figures (and ratios against a baseline measured in
+# the same run); they assert nothing.
+bench:
+	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
+
 clean:
 	rm -rf bin .privata
