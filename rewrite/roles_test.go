@@ -173,6 +173,42 @@ var roleCases = []roleCase{
 		sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = public AS 'SELECT 1'"},
 	{name: "ALTER ROLE ... SET search_path",
 		sql: "ALTER ROLE privata_other SET search_path = public"},
+	{name: "a Drizzle migration's DO block",
+		sql: `DO $$ BEGIN
+ ALTER TABLE "encounters" ADD CONSTRAINT "encounters_patient_fk" FOREIGN KEY ("patient")
+   REFERENCES "patients"("id") ON DELETE cascade ON UPDATE no action;
+EXCEPTION
+ WHEN duplicate_object THEN null;
+END $$;`},
+	{name: "a Sequelize enum DO block",
+		sql: "DO 'BEGIN CREATE TYPE \"public\".\"enum_patients_state\" AS ENUM(''a'', ''b''); " +
+			"EXCEPTION WHEN duplicate_object THEN null; END';"},
+	{name: "a PL/pgSQL function with loops, cursors and diagnostics",
+		sql: `CREATE FUNCTION tally(p int) RETURNS SETOF int LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  n int := 0;
+  c CURSOR FOR SELECT id FROM patients WHERE id > p;
+BEGIN
+  FOR r IN SELECT * FROM encounters WHERE patient = p LOOP
+    n := n + 1;
+  END LOOP;
+  FOREACH n IN ARRAY ARRAY[1, 2] LOOP
+    CONTINUE WHEN n > 1;
+  END LOOP;
+  OPEN c;
+  CLOSE c;
+  UPDATE staging SET deleted = true WHERE id = p;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN QUERY SELECT id FROM patients;
+  RETURN NEXT n;
+EXCEPTION WHEN others THEN
+  RAISE WARNING 'failed: %', SQLERRM;
+END $$`},
+	{name: "PL/pgSQL pg_query cannot parse that sets the role",
+		sql: "DO $$DECLARE c CURSOR FOR SELECT 1; BEGIN OPEN c; CLOSE c; " +
+			"SET ROLE privata_other; END$$",
+		reason: "mentions role"},
 	{name: "granting a role is not changing it", sql: "GRANT privata_other TO CURRENT_USER"},
 	{name: "an ordinary aggregate",
 		sql:   "CREATE AGGREGATE mysum(int) (SFUNC = int4pl, STYPE = int, INITCOND = '0')",
