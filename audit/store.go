@@ -39,6 +39,9 @@ func Open(ctx context.Context, name, url string) (*Store, error) {
 		return nil, fmt.Errorf("audit store %s: the url is not a valid connection string", name)
 	}
 	cfg.MaxConns = 4
+	// A record is durable when its commit returns, whatever the server's
+	// default: the consumer acknowledges WAL on the strength of it.
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		registerLSN(c.TypeMap())
 		return nil
