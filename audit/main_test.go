@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 
 // newStore gives the test a database with Privata's SQL and opens its
 // audit store.
-func newStore(t *testing.T) (*pgtest.DB, *Store) {
+func newStore(t testing.TB) (*pgtest.DB, *Store) {
 	t.Helper()
 	db := pgtest.NewDB(t, pgtest.Shared(t))
 	audittest.Install(t, db)

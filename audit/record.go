@@ -226,10 +226,14 @@ func (r *Read) check() error {
 	if y := r.Time.Year(); y < 1 || y > 9999 {
 		return errors.New("time is out of range")
 	}
-	return checkText(map[string]string{"actor": r.Actor, "role": r.Role,
-		"client_addr": r.ClientAddr, "application": r.Application, "purpose": r.Purpose,
-		"statement": r.Statement, "fingerprint": r.Fingerprint, "reason": r.Reason},
-		r.Tables, r.Columns)
+	for _, f := range [...]struct{ name, v string }{{"actor", r.Actor}, {"role", r.Role},
+		{"client_addr", r.ClientAddr}, {"application", r.Application}, {"purpose", r.Purpose},
+		{"statement", r.Statement}, {"fingerprint", r.Fingerprint}, {"reason", r.Reason}} {
+		if !validText(f.v) {
+			return fmt.Errorf("%s is not valid text (invalid UTF-8 or a NUL byte)", f.name)
+		}
+	}
+	return checkNames(r.Tables, r.Columns)
 }
 
 func (c *Change) check() error {
@@ -241,21 +245,25 @@ func (c *Change) check() error {
 	if c.Table == "" {
 		return errors.New("table is empty")
 	}
-	return checkText(map[string]string{"table": c.Table, "actor": c.Actor,
-		"purpose": c.Purpose, "role": c.Role, "application": c.Application}, c.Columns)
-}
-
-// checkText refuses what PostgreSQL's text type refuses: invalid UTF-8 and
-// NUL bytes. Errors name the field, never its content.
-func checkText(fields map[string]string, lists ...[]string) error {
-	for name, s := range fields {
-		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return fmt.Errorf("%s is not valid text (invalid UTF-8 or a NUL byte)", name)
+	for _, f := range [...]struct{ name, v string }{{"table", c.Table}, {"actor", c.Actor},
+		{"purpose", c.Purpose}, {"role", c.Role}, {"application", c.Application}} {
+		if !validText(f.v) {
+			return fmt.Errorf("%s is not valid text (invalid UTF-8 or a NUL byte)", f.name)
 		}
 	}
+	return checkNames(c.Columns)
+}
+
+// validText is what PostgreSQL's text type accepts: valid UTF-8 without
+// NUL bytes.
+func validText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
+// checkNames refuses empty or invalid table and column names. Errors name
+// the field, never its content.
+func checkNames(lists ...[]string) error {
 	for _, l := range lists {
 		for _, s := range l {
-			if s == "" || !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			if s == "" || !validText(s) {
 				return errors.New("a table or column name is empty or not valid text")
 			}
 		}

@@ -36,11 +36,6 @@ func OpenSink(target string) (*Sink, error) {
 // NewSink writes to w.
 func NewSink(w io.Writer) *Sink { return &Sink{w: w} }
 
-type readLine struct {
-	Kind string `json:"kind"`
-	*Read
-}
-
 type changeLine struct {
 	Kind string `json:"kind"`
 	*Change
@@ -55,11 +50,7 @@ func (s *Sink) WriteReads(recs []*Read) error {
 	defer s.mu.Unlock()
 	s.buf = s.buf[:0]
 	for _, r := range recs {
-		b, err := json.Marshal(readLine{"read", r})
-		if err != nil {
-			return fmt.Errorf("audit sink: %w", err)
-		}
-		s.buf = append(append(s.buf, b...), '\n')
+		s.buf = append(appendReadJSON(s.buf, `"kind":"read",`, r), '\n')
 	}
 	return s.flush()
 }

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -167,61 +168,42 @@ var readColumns = []string{"chain", "seq", "at", "actor", "role", "client_addr",
 	"purpose", "break_glass", "statement", "fingerprint", "tables", "columns", "decision",
 	"reason", "rows", "subjects", "prev_hash", "hash"}
 
+var changeColumns = []string{"chain", "seq", "commit_time", "xid", "lsn", "ordinal",
+	"operation", "relation", "subject", "columns", "actor", "purpose", "role", "application",
+	"break_glass", "prev_hash", "hash"}
+
 func insertReads(ctx context.Context, tx pgx.Tx, recs []*Read) error {
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"privata_audit", "read_log"}, readColumns,
-		pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
-			r := recs[i]
-			return []any{r.Chain, r.Seq, r.Time, null(r.Actor), null(r.Role),
-				null(r.ClientAddr), null(r.Application), null(r.Purpose), r.BreakGlass,
-				r.Statement, r.Fingerprint, nonNil(r.Tables), nonNil(r.Columns),
-				string(r.Decision), null(r.Reason), r.Rows, nonNilP(r.Subjects), r.Prev[:],
-				r.Hash[:]}, nil
-		}))
-	if err != nil {
+	buf := make([]byte, 0, 512*len(recs))
+	for _, r := range recs {
+		buf = appendReadCopy(buf, r)
+	}
+	if err := copyIn(ctx, tx, "read_log", readColumns, buf); err != nil {
 		return fmt.Errorf("insert read records: %w", err)
 	}
 	return nil
 }
 
-var changeColumns = []string{"chain", "seq", "commit_time", "xid", "lsn", "ordinal",
-	"operation", "relation", "subject", "columns", "actor", "purpose", "role", "application",
-	"break_glass", "prev_hash", "hash"}
-
 func insertChanges(ctx context.Context, tx pgx.Tx, recs []*Change) error {
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"privata_audit", "change_log"}, changeColumns,
-		pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
-			c := recs[i]
-			return []any{c.Chain, c.Seq, c.CommitTime, int64(c.XID), int64(c.LSN), c.Ordinal,
-				string(c.Op), c.Table, c.Subject, nonNil(c.Columns), null(c.Actor),
-				null(c.Purpose), null(c.Role), null(c.Application), c.BreakGlass, c.Prev[:],
-				c.Hash[:]}, nil
-		}))
-	if err != nil {
+	buf := make([]byte, 0, 384*len(recs))
+	for _, c := range recs {
+		buf = appendChangeCopy(buf, c)
+	}
+	if err := copyIn(ctx, tx, "change_log", changeColumns, buf); err != nil {
 		return fmt.Errorf("insert change records: %w", err)
 	}
 	return nil
 }
 
-// null stores the empty string as NULL.
-func null(s string) *string {
-	if s == "" {
-		return nil
+// copyIn sends rows in COPY's text format into privata_audit.table.
+func copyIn(ctx context.Context, tx pgx.Tx, table string, columns []string, rows []byte) error {
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		cols[i] = pgx.Identifier{c}.Sanitize()
 	}
-	return &s
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-func nonNilP(s []Pseudonym) []Pseudonym {
-	if s == nil {
-		return []Pseudonym{}
-	}
-	return s
+	sql := "COPY " + pgx.Identifier{"privata_audit", table}.Sanitize() + " (" +
+		strings.Join(cols, ", ") + ") FROM STDIN"
+	_, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(rows), sql)
+	return err
 }
 
 // inTx runs f in a transaction and commits it.

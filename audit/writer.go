@@ -74,6 +74,9 @@ type WriterOptions struct {
 	SegmentBytes int64
 	// BatchRecords bounds a shipping transaction. Default 2000.
 	BatchRecords int
+	// ShipDelay is how long the shipper lets records gather after a batch
+	// that was not full. Default 20ms.
+	ShipDelay time.Duration
 	// Sink, when set, receives every record before the store commits it.
 	Sink *Sink
 	// FailOpen makes Append return nil when a record cannot be made
@@ -84,6 +87,15 @@ type WriterOptions struct {
 	// retries with backoff.
 	OnShipError func(error)
 }
+
+// spooled is a record in the spool and where its line starts and ends.
+type spooled struct {
+	rec        *Read
+	start, end pos
+}
+
+// memLimit bounds Writer.recent.
+const memLimit = 100000
 
 // pos is a position in the spool.
 type pos struct {
@@ -112,6 +124,13 @@ type Writer struct {
 	size   int64
 	broken error
 	closed bool
+	// recent holds the records appended since the shipper last took them,
+	// so that it need not read back and decode what was just written. It
+	// is dropped (nil, lost set) when it grows past memLimit, and the
+	// shipper reads the spool file instead.
+	recent []spooled
+	lost   bool
+	line   []byte // the line being written
 
 	syncMu sync.Mutex // held while syncing; guards synced
 	synced pos
@@ -151,6 +170,9 @@ func OpenWriter(ctx context.Context, store *Store, opts WriterOptions) (*Writer,
 	}
 	if opts.BatchRecords <= 0 {
 		opts.BatchRecords = 2000
+	}
+	if opts.ShipDelay <= 0 {
+		opts.ShipDelay = 20 * time.Millisecond
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit spool: %w", err)
@@ -289,17 +311,18 @@ func (w *Writer) startSegment(no int) error {
 func (w *Writer) Instance() string { return w.state.Instance }
 
 // Append makes r durable in the spool, linked into the instance's chain, and
-// returns. It fills r.Link, and r.Time when it is zero. It fails with an
+// returns. It fills r.Link, and r.Time when it is zero; r and its slices
+// must not be changed after the call. It fails with an
 // error matching ErrUnavailable when the record cannot be made durable (the
 // spool cannot be written, or is full because the store has been
 // unreachable), unless FailOpen is set. An invalid record is refused.
 func (w *Writer) Append(ctx context.Context, r *Read) error {
-	start := time.Now()
+	began := time.Now()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if r.Time.IsZero() {
-		r.Time = start
+		r.Time = began
 	}
 	r.Time = micro(r.Time)
 	if err := r.check(); err != nil {
@@ -324,13 +347,8 @@ func (w *Writer) Append(ctx context.Context, r *Read) error {
 	}
 	saved := w.chain
 	r.Link = w.chain.link(w.hasher, canon)
-	line, err := json.Marshal(r)
-	if err != nil {
-		w.chain = saved
-		w.mu.Unlock()
-		return fmt.Errorf("read record: %w", err)
-	}
-	line = append(line, '\n')
+	w.line = append(appendReadJSON(w.line[:0], "", r), '\n')
+	line := w.line
 	if w.size+int64(len(line)) > w.opts.SegmentBytes && w.size > 0 {
 		if err := w.rotate(saved); err != nil {
 			w.chain = saved
@@ -350,8 +368,16 @@ func (w *Writer) Append(ctx context.Context, r *Read) error {
 		w.mu.Unlock()
 		return w.unavailable(fmt.Errorf("spool write: %w", err))
 	}
+	start := pos{w.seg, w.size}
 	w.size += int64(len(line))
 	end := pos{w.seg, w.size}
+	if !w.lost {
+		if len(w.recent) < memLimit {
+			w.recent = append(w.recent, spooled{rec: r, start: start, end: end})
+		} else {
+			w.recent, w.lost = nil, true
+		}
+	}
 	w.mu.Unlock()
 	w.unshipped.Add(int64(len(line)))
 
@@ -364,7 +390,7 @@ func (w *Writer) Append(ctx context.Context, r *Read) error {
 	case w.notify <- struct{}{}:
 	default:
 	}
-	writeSeconds.WithLabelValues(w.store.Name, "append").Observe(time.Since(start).Seconds())
+	writeSeconds.WithLabelValues(w.store.Name, "append").Observe(time.Since(began).Seconds())
 	return nil
 }
 
@@ -528,7 +554,17 @@ func (w *Writer) shipLoop() {
 			continue
 		}
 		backoff = 0
+		if moved && !sh.small {
+			continue
+		}
 		if moved {
+			// A small batch: let records gather for a moment rather than
+			// pay a transaction for each one.
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(w.opts.ShipDelay):
+			}
 			continue
 		}
 		select {
@@ -542,6 +578,7 @@ func (w *Writer) shipLoop() {
 
 type shipper struct {
 	w          *Writer
+	small      bool             // the last batch shipped was not full
 	heads      map[string]int64 // chain -> last seq in the store
 	registered map[string]bool
 }
@@ -550,9 +587,39 @@ type shipper struct {
 // whether the position moved.
 func (sh *shipper) shipSome(sr *spoolReader) (bool, error) {
 	w := sh.w
+	here := pos{sr.seg, sr.off}
 	w.mu.Lock()
 	limit := pos{w.seg, w.size}
+	for len(w.recent) > 0 && w.recent[0].start.before(here) {
+		w.recent = w.recent[1:] // shipped from the file already
+	}
+	if w.lost && len(w.recent) == 0 && !here.before(limit) {
+		w.lost = false // caught up: remember records again
+	}
+	var mem []spooled
+	if !w.lost && len(w.recent) > 0 && w.recent[0].start == here {
+		n := 0
+		for n < len(w.recent) && n < w.opts.BatchRecords && w.recent[n].start.seg == sr.seg {
+			n++
+		}
+		mem = w.recent[:n:n]
+	}
 	w.mu.Unlock()
+	if len(mem) > 0 {
+		sh.small = len(mem) < w.opts.BatchRecords
+		recs := make([]*Read, len(mem))
+		for i, m := range mem {
+			recs[i] = m.rec
+		}
+		if err := sh.ship(recs); err != nil {
+			return false, err
+		}
+		end := mem[len(mem)-1].end.off
+		w.consumed(end - sr.off)
+		sr.off = end
+		w.setShipped(pos{sr.seg, sr.off})
+		return true, nil
+	}
 	before := sr.off
 	recs, offs, err := sr.read(w.opts.BatchRecords, limit.seg, limit.off)
 	if err != nil {
@@ -574,6 +641,7 @@ func (sh *shipper) shipSome(sr *spoolReader) (bool, error) {
 		w.setShipped(pos{sr.seg, 0})
 		return true, nil
 	}
+	sh.small = len(recs) < w.opts.BatchRecords
 	if err := sh.ship(recs); err != nil {
 		return false, err
 	}

@@ -37,8 +37,8 @@ func ReadSlot(ctx context.Context, conn *pgx.Conn, slot string) (*SlotStatus, er
 	st := &SlotStatus{Slot: slot}
 	var confirmed, restart, current string
 	err := conn.QueryRow(ctx, `SELECT active, coalesce(confirmed_flush_lsn, '0/0')::text,
-			coalesce(restart_lsn, '0/0')::text, pg_current_wal_lsn()::text,
-			coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,
+			coalesce(restart_lsn, '0/0')::text, pg_current_wal_insert_lsn()::text,
+			coalesce(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), restart_lsn), 0)::bigint,
 			coalesce(wal_status, '')
 		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&st.Active, &confirmed,
 		&restart, &current, &st.Retained, &st.WALStatus)

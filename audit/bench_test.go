@@ -1,0 +1,166 @@
+package audit
+
+import (
+	"context"
+	"flag"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var appendRate = flag.Int("audit.append-rate", 10000,
+	"BenchmarkAppendCost: read records appended per second")
+
+// BenchmarkAppend measures Append's latency (ns/op) and throughput from
+// concurrent callers, as proxy sessions make them, under each fsync policy;
+// the shipper runs meanwhile. The default policy is interval.
+func BenchmarkAppend(b *testing.B) {
+	for _, policy := range []FsyncPolicy{FsyncInterval, FsyncAlways, FsyncNever} {
+		b.Run(string(policy), func(b *testing.B) {
+			_, s := newStore(b)
+			w, err := OpenWriter(context.Background(), s, WriterOptions{
+				Dir: b.TempDir(), Fsync: policy})
+			if err != nil {
+				b.Fatal(err)
+			}
+			subjects := []Pseudonym{randomPseudonym()}
+			ctx := context.Background()
+			b.SetParallelism(8)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					if err := w.Append(ctx, sampleRead(i, subjects...)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+			flushCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			if err := w.Close(flushCtx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// BenchmarkAppendCost appends -audit.append-rate records per second for
+// five seconds, as a busy proxy would, with the default durability, and
+// reports what each record costs: CPU of this process (Append and
+// shipping), CPU of the store's backends (the inserts), and Append's
+// latency. CPU time, unlike the wall clock, hardly depends on what else
+// the machine runs. Run it with -benchtime=1x.
+func BenchmarkAppendCost(b *testing.B) {
+	for range b.N {
+		_, s := newStore(b)
+		w, err := OpenWriter(context.Background(), s, WriterOptions{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		// The same paced loop without Append is the baseline: what pacing
+		// itself costs is not the audit's.
+		base0 := cpuTime()
+		paced(b, func(int, int) error { return nil })
+		base := cpuTime() - base0
+
+		cpu0, pg0 := cpuTime(), backendCPU(b, s)
+		start := time.Now()
+		lat := paced(b, func(g, i int) error {
+			subjects := []Pseudonym{randomPseudonym(), randomPseudonym()}
+			return w.Append(ctx, sampleRead(g*1e7+i, subjects...))
+		})
+		flushCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		if err := w.Flush(flushCtx); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+		cpu, pg := cpuTime()-cpu0-base, backendCPU(b, s)-pg0
+		n := float64(len(lat))
+		b.ReportMetric(n/time.Since(start).Seconds(), "records/s")
+		b.ReportMetric(float64(cpu.Microseconds())/n, "privata-cpu-µs/record")
+		b.ReportMetric(float64(pg.Microseconds())/n, "store-cpu-µs/record")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "append-p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "append-p99-µs")
+		w.Close(ctx)
+	}
+}
+
+// paced calls f -audit.append-rate times a second for five seconds from
+// eight goroutines and returns the latencies of the calls, sorted.
+func paced(b *testing.B, f func(g, i int) error) []time.Duration {
+	const workers, d = 8, 5 * time.Second
+	period := time.Duration(float64(time.Second) * workers / float64(*appendRate))
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := range workers {
+		wg.Go(func() {
+			var mine []time.Duration
+			for i := 0; ; i++ {
+				at := start.Add(time.Duration(i) * period)
+				if at.Sub(start) >= d {
+					break
+				}
+				time.Sleep(time.Until(at))
+				t0 := time.Now()
+				if err := f(g, i); err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return lat
+}
+
+// cpuTime is the user and system CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// backendCPU is the CPU time of the server processes serving the store's
+// database (from /proc, in clock ticks of 10 ms).
+func backendCPU(b *testing.B, s *Store) time.Duration {
+	rows, err := s.pool.Query(context.Background(),
+		"SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	var total time.Duration
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			b.Fatal(err)
+		}
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name: state is field 3, utime 14, stime 15.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+		ut, _ := strconv.Atoi(f[11])
+		st, _ := strconv.Atoi(f[12])
+		total += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return total
+}
