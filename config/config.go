@@ -28,6 +28,7 @@ type Config struct {
 	Policies []string `yaml:"policies"`
 	Server   Server   `yaml:"server"`
 	Auth     Auth     `yaml:"auth"`
+	Audit    Audit    `yaml:"audit"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -96,6 +97,7 @@ func Default() *Config {
 			Method: "scram",
 			Query:  "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin",
 		},
+		Audit: defaultAudit(),
 	}
 }
 
@@ -127,6 +129,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+	c.Audit.anchor(dir)
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
@@ -175,6 +178,9 @@ func (c *Config) check() error {
 			errs = append(errs, fmt.Errorf("auth: user %s: password must be a SCRAM-SHA-256 verifier "+
 				"(privata passwd prints one); plain passwords are not stored", name))
 		}
+	}
+	if err := c.Audit.check(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
