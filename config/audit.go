@@ -25,8 +25,8 @@ type Audit struct {
 	// Fsync is the spool's fsync policy: always, interval or never. Under
 	// each a record is written before the statement runs; the policy
 	// bounds what a crash of the machine may lose.
-	Fsync         string        `yaml:"fsync"`
-	FsyncInterval time.Duration `yaml:"fsync_interval"`
+	Fsync         string   `yaml:"fsync"`
+	FsyncInterval Duration `yaml:"fsync_interval"`
 	// SpoolMaxMB bounds the records waiting for an unreachable store;
 	// past it statements on classified columns are refused.
 	SpoolMaxMB int `yaml:"spool_max_mb"`
@@ -49,7 +49,7 @@ func defaultAudit() Audit {
 	return Audit{
 		SpoolDir:      ".privata/audit-spool",
 		Fsync:         "interval",
-		FsyncInterval: time.Second,
+		FsyncInterval: Duration(time.Second),
 		SpoolMaxMB:    1024,
 		Slot:          "privata_audit",
 		SlotWarnMB:    1024,

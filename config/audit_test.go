@@ -16,7 +16,7 @@ func TestAuditDefaultsAndRelativePaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := c.Audit
-	if a.Fsync != "interval" || a.FsyncInterval != time.Second || a.Slot != "privata_audit" ||
+	if a.Fsync != "interval" || a.FsyncInterval != Duration(time.Second) || a.Slot != "privata_audit" ||
 		a.SpoolMaxMB != 1024 || a.FailOpen {
 		t.Fatalf("defaults: %+v", a)
 	}
