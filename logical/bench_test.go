@@ -70,38 +70,32 @@ func BenchmarkConsumerLag(b *testing.B) {
 		f := newFixture(b)
 		f.db.Exec(b, benchTable)
 		c, _ := run(b, f.options())
-		events, cancel := c.Subscribe(1024)
 		for c.Acked() == 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
-
 		var lags []time.Duration
 		var received atomic.Int64
-		collected, quit := make(chan struct{}), make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		collected := make(chan struct{})
 		go func() {
 			defer close(collected)
-			for {
-				select {
-				case <-quit:
-					return
-				case evs := <-events:
-					now := time.Now()
-					for _, e := range evs {
-						lags = append(lags, now.Sub(e.CommitTime))
-					}
-					received.Add(int64(len(evs)))
+			c.Subscribe(ctx, func(_ context.Context, evs []Event) error {
+				now := time.Now()
+				for _, e := range evs {
+					lags = append(lags, now.Sub(e.CommitTime))
 				}
-			}
+				received.Add(int64(len(evs)))
+				return nil
+			})
 		}()
-
+		waitSubscribed(b, c, 1)
 		produced, elapsed := load(b, f.db.URL(), *loadRate, time.Duration(*loadSeconds)*time.Second)
 		deadline := time.Now().Add(2 * time.Minute)
 		for received.Load() < produced && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		close(quit)
-		<-collected
 		cancel()
+		<-collected
 		if received.Load() != produced {
 			b.Fatalf("received %d changes, produced %d", received.Load(), produced)
 		}

@@ -121,24 +121,34 @@ func (c *Consumer) raiseAcked(l audit.LSN) {
 	}
 }
 
-// Subscribe returns a channel that receives the events of every batch of
-// changes once the batch is durable in the store, in commit order, and a
-// function that ends the subscription. A subscriber that does not keep up
-// holds the consumer back. Events of changes a restarted consumer finds
-// already in the store are not sent again.
-func (c *Consumer) Subscribe(buffer int) (<-chan []Event, func()) {
-	s := &subscriber{ch: make(chan []Event, buffer), done: make(chan struct{})}
+// Subscribe calls fn with the events of every batch of changes once the
+// batch is durable in the store, in commit order, until ctx ends (it then
+// returns nil) or fn fails (it returns fn's error). A batch holds whole
+// transactions, or a part of one too big for a single store transaction.
+// fn runs on the caller's goroutine; the consumer runs ahead of it by a few
+// batches at most, so a slow subscriber holds the consumer back. Events of
+// changes a restarted consumer finds already in the store are not sent
+// again. This is the stream the cache invalidator follows.
+func (c *Consumer) Subscribe(ctx context.Context, fn func(context.Context, []Event) error) error {
+	s := &subscriber{ch: make(chan []Event, 16), done: make(chan struct{})}
 	c.subMu.Lock()
 	c.subs[s] = struct{}{}
 	c.subMu.Unlock()
-	var once sync.Once
-	return s.ch, func() {
-		once.Do(func() {
-			c.subMu.Lock()
-			delete(c.subs, s)
-			c.subMu.Unlock()
-			close(s.done)
-		})
+	defer func() {
+		c.subMu.Lock()
+		delete(c.subs, s)
+		c.subMu.Unlock()
+		close(s.done)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case events := <-s.ch:
+			if err := fn(ctx, events); err != nil {
+				return err
+			}
+		}
 	}
 }
 

@@ -282,8 +282,15 @@ func TestSubscribersGetDurableChangesInCommitOrder(t *testing.T) {
 	f := newFixture(t)
 	conn := f.db.Connect(t)
 	c, _ := run(t, f.options())
-	events, cancel := c.Subscribe(16)
-	defer cancel()
+	events := make(chan []Event, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	subscribed := make(chan error, 1)
+	go func() {
+		subscribed <- c.Subscribe(ctx, func(_ context.Context, evs []Event) error {
+			events <- evs
+			return nil
+		})
+	}()
 	// The consumer creates its slot when it starts; wait for it.
 	deadline := time.Now().Add(time.Minute)
 	for c.Acked() == 0 {
@@ -292,6 +299,7 @@ func TestSubscribersGetDurableChangesInCommitOrder(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	waitSubscribed(t, c, 1)
 	execTx(t, conn, `INSERT INTO privata_clinical.patients (privata_pseudonym) VALUES ('`+pseudonym+`')`)
 	execTx(t, conn, `UPDATE privata_clinical.patients SET race = 'x'`)
 	execTx(t, conn, `DELETE FROM privata_clinical.patients`)
@@ -303,6 +311,10 @@ func TestSubscribersGetDurableChangesInCommitOrder(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatalf("got %d events, want 3", len(got))
 		}
+	}
+	cancel()
+	if err := <-subscribed; err != nil {
+		t.Fatalf("Subscribe after its context ended: %v, want nil", err)
 	}
 	ops := []audit.Op{got[0].Op, got[1].Op, got[2].Op}
 	if !slices.Equal(ops, []audit.Op{audit.Insert, audit.Update, audit.Delete}) ||

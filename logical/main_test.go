@@ -205,3 +205,21 @@ func execTx(t testing.TB, conn *pgx.Conn, stmts ...string) {
 		t.Fatal(err)
 	}
 }
+
+// waitSubscribed waits until c has n subscribers.
+func waitSubscribed(t testing.TB, c *Consumer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c.subMu.Lock()
+		got := len(c.subs)
+		c.subMu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the subscription did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
