@@ -153,7 +153,8 @@ func TestChangeChainResumesAndReportsProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A key configured later starts a new chain; progress carries over.
-	ch3, p, err := s.OpenChangeChain(ctx, ChainOptions{Source: "us", Key: []byte("k3y-0123456789abcdef")})
+	key := []byte("k3y-0123456789abcdef")
+	ch3, p, err := s.OpenChangeChain(ctx, ChainOptions{Source: "us", Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}

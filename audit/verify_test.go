@@ -59,7 +59,8 @@ func TestVerifyNamesTheFirstTamperedRecord(t *testing.T) {
 			`UPDATE privata_audit.read_log SET seq = seq + 1000 WHERE seq IN (3, 5);
 			 UPDATE privata_audit.read_log SET seq = CASE seq WHEN 1003 THEN 5 ELSE 3 END
 			 WHERE seq IN (1003, 1005)`,
-			3, Reordered, "record seq 3 was reordered: it was written right after the record now at seq 4"},
+			3, Reordered, "record seq 3 was reordered: " +
+				"it was written right after the record now at seq 4"},
 		{"a change's columns changed", "change_log",
 			"UPDATE privata_audit.change_log SET columns = '{first}' WHERE seq = 5",
 			5, Changed, "record seq 5 was changed"},

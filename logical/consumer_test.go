@@ -38,7 +38,8 @@ func TestChangesAreRecordedWithColumnsAndContextNeverValues(t *testing.T) {
 		"SET LOCAL privata.purpose = 'billing'",
 		"SET LOCAL privata.break_glass = 'on'",
 		"SET LOCAL application_name = 'ehr-web'",
-		"UPDATE privata_identity.patients SET last = 'Smith', first = 'Maynard46' WHERE id = '"+patientID+"'",
+		"UPDATE privata_identity.patients SET last = 'Smith', first = 'Maynard46' WHERE id = '"+
+			patientID+"'",
 		"UPDATE privata_identity.patients SET last = 'Smith' WHERE id = '"+patientID+"'",
 		"DELETE FROM privata_clinical.patients WHERE privata_pseudonym = '"+pseudonym+"'")
 	target := currentLSN(t, conn)
@@ -47,12 +48,15 @@ func TestChangesAreRecordedWithColumnsAndContextNeverValues(t *testing.T) {
 	waitCaughtUp(t, c, target)
 
 	got := changes(t, f.store)
+	const jones = `actor="dr.jones" purpose="treatment" role="clinician"`
+	const who = `actor="dr.who" purpose="billing" role="clinician"`
 	want := []string{
-		`insert privata_identity.patients [id privata_pseudonym privata_region ssn first last] actor="dr.jones" purpose="treatment" role="clinician"`,
-		`insert privata_clinical.patients [privata_pseudonym marital gender] actor="dr.jones" purpose="treatment" role="clinician"`,
-		`update privata_identity.patients [last] actor="dr.who" purpose="billing" role="clinician"`,
-		`update privata_identity.patients [] actor="dr.who" purpose="billing" role="clinician"`,
-		`delete privata_clinical.patients [privata_pseudonym marital gender] actor="dr.who" purpose="billing" role="clinician"`,
+		"insert privata_identity.patients [id privata_pseudonym privata_region ssn first last] " +
+			jones,
+		"insert privata_clinical.patients [privata_pseudonym marital gender] " + jones,
+		"update privata_identity.patients [last] " + who,
+		"update privata_identity.patients [] " + who,
+		"delete privata_clinical.patients [privata_pseudonym marital gender] " + who,
 	}
 	var desc []string
 	for _, c := range got {

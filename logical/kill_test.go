@@ -118,7 +118,8 @@ func workload(ctx context.Context, url string, id int, l *ledger) error {
 			pending[key("privata_identity.patients", p, audit.Update)] += int(rows)
 			k := 1 + rand.IntN(20)
 			if err == nil {
-				rows, err = step(`INSERT INTO privata_clinical.encounters (id, privata_pseudonym, description)
+				rows, err = step(`INSERT INTO privata_clinical.encounters
+					(id, privata_pseudonym, description)
 					SELECT gen_random_uuid(), $1, 'visit' FROM generate_series(1, $2::int)`, p, k)
 				pending[key("privata_clinical.encounters", p, audit.Insert)] += int(rows)
 			}
@@ -131,7 +132,8 @@ func workload(ctx context.Context, url string, id int, l *ledger) error {
 			// A big transaction, written by the consumer in several batches.
 			p := mine[rand.IntN(len(mine))]
 			var rows int64
-			rows, err = step(`INSERT INTO privata_clinical.encounters (id, privata_pseudonym, description)
+			rows, err = step(`INSERT INTO privata_clinical.encounters
+					(id, privata_pseudonym, description)
 				SELECT gen_random_uuid(), $1, 'bulk' FROM generate_series(1, 3000)`, p)
 			pending[key("privata_clinical.encounters", p, audit.Insert)] += int(rows)
 		default:

@@ -121,7 +121,8 @@ func (f *fixture) ensureSlot(t testing.TB) {
 func currentLSN(t testing.TB, conn *pgx.Conn) audit.LSN {
 	t.Helper()
 	var s string
-	if err := conn.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+	err := conn.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&s)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var l audit.LSN

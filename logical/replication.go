@@ -121,7 +121,8 @@ func (r *replication) receive(ctx context.Context) (f frame, ok bool, err error)
 		}
 		return frame{}, false, fmt.Errorf("receive: unknown CopyData message %q", m.Data[0])
 	case *pgproto3.ErrorResponse:
-		return frame{}, false, fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
+		err := pgconn.ErrorResponseToPgError(m)
+		return frame{}, false, fmt.Errorf("replication stream: %w", err)
 	case *pgproto3.CopyDone:
 		return frame{}, false, errors.New("replication stream: the server ended it")
 	}

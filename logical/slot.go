@@ -68,7 +68,8 @@ func (s *SlotStatus) Advice() string {
 		state = "its consumer is behind: check the audit store's health and the " +
 			"privata_logical_lag_bytes metric"
 	}
-	return fmt.Sprintf("replication slot %s on cluster %s retains %d MiB of WAL (warning at %d MiB); "+
+	return fmt.Sprintf("replication slot %s on cluster %s retains %d MiB of WAL "+
+		"(warning at %d MiB); "+
 		"%s. If the disk is about to fill, drop the slot with "+
 		"SELECT pg_drop_replication_slot('%s') on that cluster; the consumer creates a new "+
 		"one when it starts, but every change committed after %s and before the new slot "+

@@ -33,8 +33,9 @@ func init() {
 
 func auditCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "audit",
-		Short: "Verify the audit trail, account for a subject's disclosures, run the change consumers",
+		Use: "audit",
+		Short: "Verify the audit trail, account for a subject's disclosures, " +
+			"run the change consumers",
 	}
 	cmd.AddCommand(auditVerifyCommand(), auditSubjectCommand(), auditConsumeCommand(),
 		auditInstallCommand())
@@ -47,9 +48,10 @@ func configFlag(cmd *cobra.Command) *string {
 
 func auditVerifyCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "verify",
-		Short: "Recompute every hash chain of every audit store; exit 1 naming the first bad record",
-		Args:  cobra.NoArgs,
+		Use: "verify",
+		Short: "Recompute every hash chain of every audit store; " +
+			"exit 1 naming the first bad record",
+		Args: cobra.NoArgs,
 	}
 	file := configFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -77,7 +79,8 @@ func verifyStores(ctx context.Context, out io.Writer, stores []*audit.Store, key
 		for _, r := range reps {
 			chains++
 			if r.OK() {
-				fmt.Fprintf(out, "ok    store %s, chain %s: %d records\n", s.Name, r.Chain, r.Records)
+				fmt.Fprintf(out, "ok    store %s, chain %s: %d records\n", s.Name, r.Chain,
+					r.Records)
 				continue
 			}
 			bad++
@@ -166,8 +169,8 @@ func subjectTable(p *policy.Policy, name string) (*policy.Table, error) {
 		names = append(names, t.QualifiedName())
 	}
 	if name == "" {
-		return nil, fmt.Errorf("the policy has several subject tables (%s): choose one with --table",
-			strings.Join(names, ", "))
+		return nil, fmt.Errorf("the policy has several subject tables (%s): "+
+			"choose one with --table", strings.Join(names, ", "))
 	}
 	return nil, fmt.Errorf("%s is not a subject table of the policy (subject tables: %s)", name,
 		strings.Join(names, ", "))
@@ -216,7 +219,8 @@ func resolveSubject(ctx context.Context, cfg *config.Config, p *policy.Policy, t
 			return audit.Pseudonym{}, "", fmt.Errorf("the key is not a valid value of "+
 				"%s.%s (SQLSTATE %s)", t.QualifiedName(), t.Key, pgErr.Code)
 		default:
-			return audit.Pseudonym{}, "", fmt.Errorf("cluster %s: look up the subject: %w", name, err)
+			return audit.Pseudonym{}, "", fmt.Errorf("cluster %s: look up the subject: %w",
+				name, err)
 		}
 	}
 	return audit.Pseudonym{}, "", fmt.Errorf("no subject of %s has that key on cluster(s) %s; "+
