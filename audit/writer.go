@@ -94,7 +94,7 @@ type spooled struct {
 	start, end pos
 }
 
-// memLimit bounds Writer.recent.
+// memLimit bounds Writer.recent by default.
 const memLimit = 100000
 
 // pos is a position in the spool.
@@ -128,9 +128,10 @@ type Writer struct {
 	// so that it need not read back and decode what was just written. It
 	// is dropped (nil, lost set) when it grows past memLimit, and the
 	// shipper reads the spool file instead.
-	recent []spooled
-	lost   bool
-	line   []byte // the line being written
+	recent   []spooled
+	lost     bool
+	memLimit int
+	line     []byte // the line being written
 
 	syncMu sync.Mutex // held while syncing; guards synced
 	synced pos
@@ -183,7 +184,7 @@ func OpenWriter(ctx context.Context, store *Store, opts WriterOptions) (*Writer,
 	}
 	w := &Writer{opts: opts, store: store, lock: lock, keyID: KeyID(opts.Key),
 		hasher: newHasher(opts.Key), notify: make(chan struct{}, 1), stop: make(chan struct{}),
-		progress: make(chan struct{})}
+		progress: make(chan struct{}), memLimit: memLimit}
 	if err := w.recover(); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("audit spool %s: %w", opts.Dir, err)
@@ -372,7 +373,7 @@ func (w *Writer) Append(ctx context.Context, r *Read) error {
 	w.size += int64(len(line))
 	end := pos{w.seg, w.size}
 	if !w.lost {
-		if len(w.recent) < memLimit {
+		if len(w.recent) < w.memLimit {
 			w.recent = append(w.recent, spooled{rec: r, start: start, end: end})
 		} else {
 			w.recent, w.lost = nil, true
@@ -648,6 +649,11 @@ func (sh *shipper) shipSome(sr *spoolReader) (bool, error) {
 	end := offs[len(offs)-1]
 	w.consumed(end - sr.off)
 	sr.off = end
+	w.mu.Lock()
+	if w.lost && sr.seg == w.seg && sr.off == w.size {
+		w.lost = false // caught up: remember records again
+	}
+	w.mu.Unlock()
 	w.setShipped(pos{sr.seg, sr.off})
 	return true, nil
 }

@@ -72,6 +72,11 @@ func TestWriterKeepsRecordsWhileTheStoreIsDown(t *testing.T) {
 	var shipErrs atomic.Int64
 	w := newWriter(t, s, WriterOptions{MaxBytes: 64 << 10,
 		OnShipError: func(error) { shipErrs.Add(1) }})
+	// Few records in memory: the shipper must fall back to reading the
+	// spool, then take records from memory again once it has caught up.
+	w.mu.Lock()
+	w.memLimit = 20
+	w.mu.Unlock()
 
 	if err := c.Local.Kill(); err != nil {
 		t.Fatal(err)
@@ -99,12 +104,20 @@ func TestWriterKeepsRecordsWhileTheStoreIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustFlush(t, w)
-	if err := w.Append(ctx, sampleRead(appended, randomPseudonym())); err != nil {
-		t.Fatalf("Append after the store came back: %v", err)
+	for i := range 5 {
+		if err := w.Append(ctx, sampleRead(appended+i, randomPseudonym())); err != nil {
+			t.Fatalf("Append after the store came back: %v", err)
+		}
 	}
 	mustFlush(t, w)
-	if n := count(t, s, "SELECT count(*) FROM privata_audit.read_log"); n != int64(appended+1) {
-		t.Errorf("%d records in the store, want the %d appended", n, appended+1)
+	w.mu.Lock()
+	lost := w.lost
+	w.mu.Unlock()
+	if lost {
+		t.Error("the writer did not go back to handing records over in memory")
+	}
+	if n := count(t, s, "SELECT count(*) FROM privata_audit.read_log"); n != int64(appended+5) {
+		t.Errorf("%d records in the store, want the %d appended", n, appended+5)
 	}
 	verifyAll(t, s, nil)
 	if shipErrs.Load() == 0 {

@@ -208,11 +208,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) run(parent context.Context) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	chain, progress, err := c.opts.Store.OpenChangeChain(ctx, audit.ChainOptions{
-		Source: c.opts.Cluster, Key: c.opts.Key, Sink: c.opts.Sink})
-	if err != nil {
-		return err
-	}
 	mon, err := pgx.Connect(ctx, c.opts.URL)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -223,6 +218,14 @@ func (c *Consumer) run(parent context.Context) error {
 		return err
 	}
 	defer repl.close()
+	// Only now, holding the slot, is the store's view of the chain the
+	// latest: another consumer of the same cluster that held the slot
+	// before is gone.
+	chain, progress, err := c.opts.Store.OpenChangeChain(ctx, audit.ChainOptions{
+		Source: c.opts.Cluster, Key: c.opts.Key, Sink: c.opts.Sink})
+	if err != nil {
+		return err
+	}
 
 	batches := make(chan *batch, 4)
 	var written atomic.Int64
