@@ -3,14 +3,18 @@ package audit
 import (
 	"context"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 var appendRate = flag.Int("audit.append-rate", 10000,
@@ -163,4 +167,96 @@ func backendCPU(b *testing.B, s *Store) time.Duration {
 		total += time.Duration(ut+st) * 10 * time.Millisecond
 	}
 	return total
+}
+
+var overheadSeconds = flag.Int("audit.overhead-seconds", 5,
+	"BenchmarkReadAuditOverhead: length of each of the four phases")
+
+// BenchmarkReadAuditOverhead runs a select-only workload (pgbench's
+// statement on a pgbench_accounts table of 100,000 rows, eight clients)
+// with read audit off and on, alternately (off, on, off, on), and reports
+// the throughput of each and the cost of audit as a ratio. With audit on
+// every statement is followed by an Append naming one subject, as the
+// proxy would do; the store is in the same cluster, the default. There is
+// no proxy in between, so the baseline is faster than through Privata and
+// the ratio overstates the cost. Run it with -benchtime=1x.
+func BenchmarkReadAuditOverhead(b *testing.B) {
+	for range b.N {
+		db, s := newStore(b)
+		db.Exec(b, `CREATE TABLE pgbench_accounts (aid integer PRIMARY KEY, bid integer,
+				abalance integer, filler character(84));
+			INSERT INTO pgbench_accounts SELECT i, 1, 0, '' FROM generate_series(1, 100000) i`)
+		db.Exec(b, "VACUUM ANALYZE pgbench_accounts")
+		w, err := OpenWriter(context.Background(), s, WriterOptions{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := time.Duration(*overheadSeconds) * time.Second
+		var off, on float64
+		for phase := range 4 {
+			audit := phase%2 == 1
+			tps := selectOnly(b, db.URL(), d, func(ctx context.Context, aid int32) error {
+				if !audit {
+					return nil
+				}
+				return w.Append(ctx, &Read{Role: "clinician", Actor: "bench",
+					Statement:   "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+					Fingerprint: "pgbench-select", Tables: []string{"public.pgbench_accounts"},
+					Columns:  []string{"public.pgbench_accounts.abalance"},
+					Decision: Allowed, Rows: 1, Subjects: []Pseudonym{{byte(aid), 1}}})
+			})
+			if audit {
+				on += tps / 2
+			} else {
+				off += tps / 2
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		if err := w.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+		b.ReportMetric(off, "tps-audit-off")
+		b.ReportMetric(on, "tps-audit-on")
+		b.ReportMetric(100*(1-on/off), "cost-%")
+	}
+}
+
+// selectOnly runs pgbench's select-only statement from eight connections
+// for d, calling after each, and returns statements per second.
+func selectOnly(b *testing.B, url string, d time.Duration,
+	after func(context.Context, int32) error) float64 {
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	start := time.Now()
+	for range 8 {
+		wg.Go(func() {
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer conn.Close(ctx)
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+			var n int64
+			for time.Since(start) < d {
+				aid := int32(1 + rng.IntN(100000))
+				var balance int32
+				err := conn.QueryRow(ctx, "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+					aid).Scan(&balance)
+				if err == nil {
+					err = after(ctx, aid)
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				n++
+			}
+			total.Add(n)
+		})
+	}
+	wg.Wait()
+	return float64(total.Load()) / time.Since(start).Seconds()
 }
