@@ -388,7 +388,10 @@ func auditInstallCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install the audit store (privata_audit) into the audit database or every cluster",
-		Args:  cobra.NoArgs,
+		Long: "install installs Privata's SQL (the audit store among it) where audit records " +
+			"are kept, and creates each cluster's replication slot, so that changes are " +
+			"captured from now on even before a consumer first runs.",
+		Args: cobra.NoArgs,
 	}
 	file := configFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -407,9 +410,37 @@ func auditInstallCommand() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", t.name, state)
 		}
+		for _, name := range cfg.ClusterNames() {
+			created, err := createSlot(cmd.Context(), string(cfg.Clusters[name].URL),
+				cfg.Audit.Slot)
+			if err != nil {
+				return fmt.Errorf("cluster %s: %w", name, err)
+			}
+			state := "exists"
+			if created {
+				state = "created"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: replication slot %s %s\n", name,
+				cfg.Audit.Slot, state)
+		}
 		return nil
 	}
 	return cmd
+}
+
+// createSlot creates the change consumer's slot unless it exists.
+func createSlot(ctx context.Context, url, slot string) (bool, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(ctx)
+	tag, err := conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')
+		WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1)`, slot)
+	if err != nil {
+		return false, fmt.Errorf("create replication slot %s: %w", slot, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // installSQL installs the embedded SQL under the advisory lock.

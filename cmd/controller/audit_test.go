@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/privata/privata/audit"
+	"github.com/privata/privata/config"
 	"github.com/privata/privata/internal/audittest"
 	"github.com/privata/privata/internal/pgtest"
 	"github.com/privata/privata/logical"
@@ -317,8 +318,14 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 
 func TestAuditSubjectErrorsSayWhatToDo(t *testing.T) {
 	c := newClinic(t)
-	if _, err := cli(t, "install", "-c", c.file); err != nil {
-		t.Fatal(err)
+	out, err := cli(t, "install", "-c", c.file)
+	if err != nil || !strings.Contains(out, "us: already installed") ||
+		!strings.Contains(out, "us: replication slot "+c.slot+" created") {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	if out, err = cli(t, "install", "-c", c.file); err != nil ||
+		!strings.Contains(out, "replication slot "+c.slot+" exists") {
+		t.Fatalf("install again: %v\n%s", err, out)
 	}
 	cases := []struct {
 		args []string
@@ -341,8 +348,55 @@ func TestAuditSubjectErrorsSayWhatToDo(t *testing.T) {
 			t.Errorf("the error echoes the key: %v", err)
 		}
 	}
-	out, err := cli(t, "subject", "-c", c.file, "--pseudonym", "0b7e1f2a-9c4d-4e5f-8a6b-1c2d3e4f5a6b")
+	out, err = cli(t, "subject", "-c", c.file, "--pseudonym",
+		"0b7e1f2a-9c4d-4e5f-8a6b-1c2d3e4f5a6b")
 	if err != nil || !strings.Contains(out, "0 reads returned this subject's data; 0 changes") {
 		t.Fatalf("subject by pseudonym: %v\n%s", err, out)
+	}
+}
+
+func TestReadAuditFailOpenSaysSoLoudly(t *testing.T) {
+	c := newClinic(t)
+	conf, err := os.ReadFile(c.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = append(conf, "  fail_open: true\n  spool_dir: spool\n"...)
+	if err := os.WriteFile(c.file, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(c.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	ctx := context.Background()
+	ra, err := openReadAudit(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "AUDIT FAIL-OPEN") {
+		t.Fatalf("no loud warning for fail_open:\n%s", logs.String())
+	}
+	w := ra.For("us")
+	if w == nil {
+		t.Fatal("no writer for cluster us")
+	}
+	r := &audit.Read{Role: "clinician", Statement: "SELECT 1", Decision: audit.Allowed}
+	if err := w.Append(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "spool", "us", "chain.json")); err != nil {
+		t.Fatalf("the spool is not where audit.spool_dir says: %v", err)
+	}
+	var n int
+	conn := c.db.Connect(t)
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM privata_audit.read_log").Scan(&n)
+	if err != nil || n != 1 {
+		t.Fatalf("%d records shipped (%v), want 1", n, err)
 	}
 }
