@@ -175,11 +175,14 @@ var overheadSeconds = flag.Int("audit.overhead-seconds", 5,
 // BenchmarkReadAuditOverhead runs a select-only workload (pgbench's
 // statement on a pgbench_accounts table of 100,000 rows, eight clients)
 // with read audit off and on, alternately (off, on, off, on), and reports
-// the throughput of each and the cost of audit as a ratio. With audit on
-// every statement is followed by an Append naming one subject, as the
-// proxy would do; the store is in the same cluster, the default. There is
-// no proxy in between, so the baseline is faster than through Privata and
-// the ratio overstates the cost. Run it with -benchtime=1x.
+// the throughput of each, the CPU each statement costs (this process and
+// every server process of the database: the clients' backends and the
+// store's), and the cost of audit as ratios. With audit on every statement
+// is followed by an Append naming one subject, as the proxy would do; the
+// store is in the same cluster, the default. There is no proxy in between,
+// so the baseline is cheaper than through Privata and the ratios overstate
+// the cost. CPU per statement hardly depends on what else the machine
+// runs; throughput does. Run it with -benchtime=1x.
 func BenchmarkReadAuditOverhead(b *testing.B) {
 	for range b.N {
 		db, s := newStore(b)
@@ -192,55 +195,71 @@ func BenchmarkReadAuditOverhead(b *testing.B) {
 			b.Fatal(err)
 		}
 		d := time.Duration(*overheadSeconds) * time.Second
-		var off, on float64
+		var tps, cpu [2]float64 // [off, on]
+		var stmts [2]int64
 		for phase := range 4 {
-			audit := phase%2 == 1
-			tps := selectOnly(b, db.URL(), d, func(ctx context.Context, aid int32) error {
-				if !audit {
-					return nil
-				}
-				return w.Append(ctx, &Read{Role: "clinician", Actor: "bench",
-					Statement:   "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
-					Fingerprint: "pgbench-select", Tables: []string{"public.pgbench_accounts"},
-					Columns:  []string{"public.pgbench_accounts.abalance"},
-					Decision: Allowed, Rows: 1, Subjects: []Pseudonym{{byte(aid), 1}}})
-			})
-			if audit {
-				on += tps / 2
-			} else {
-				off += tps / 2
-			}
+			audit := phase % 2
+			var cpu0 time.Duration
+			n, elapsed := selectOnly(b, db.URL(), d,
+				func() { cpu0 = cpuTime() + backendCPU(b, s) },
+				func() { cpu[audit] += float64((cpuTime() + backendCPU(b, s) - cpu0).Microseconds()) },
+				func(ctx context.Context, aid int32) error {
+					if audit == 0 {
+						return nil
+					}
+					return w.Append(ctx, &Read{Role: "clinician", Actor: "bench",
+						Statement:   "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+						Fingerprint: "pgbench-select", Tables: []string{"public.pgbench_accounts"},
+						Columns:  []string{"public.pgbench_accounts.abalance"},
+						Decision: Allowed, Rows: 1, Subjects: []Pseudonym{{byte(aid), 1}}})
+				})
+			tps[audit] += float64(n) / elapsed.Seconds() / 2
+			stmts[audit] += n
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		if err := w.Close(ctx); err != nil {
 			b.Fatal(err)
 		}
 		cancel()
-		b.ReportMetric(off, "tps-audit-off")
-		b.ReportMetric(on, "tps-audit-on")
-		b.ReportMetric(100*(1-on/off), "cost-%")
+		off, on := cpu[0]/float64(stmts[0]), cpu[1]/float64(stmts[1])
+		b.ReportMetric(tps[0], "tps-audit-off")
+		b.ReportMetric(tps[1], "tps-audit-on")
+		b.ReportMetric(100*(1-tps[1]/tps[0]), "tps-cost-%")
+		b.ReportMetric(off, "cpu-µs/stmt-off")
+		b.ReportMetric(on, "cpu-µs/stmt-on")
+		b.ReportMetric(100*(on/off-1), "cpu-cost-%")
 	}
 }
 
 // selectOnly runs pgbench's select-only statement from eight connections
-// for d, calling after each, and returns statements per second.
-func selectOnly(b *testing.B, url string, d time.Duration,
-	after func(context.Context, int32) error) float64 {
+// for d, calling after each. It calls started once every client is
+// connected and done before any disconnects, and returns the statements
+// run and the time taken.
+func selectOnly(b *testing.B, url string, d time.Duration, started, done func(),
+	after func(context.Context, int32) error) (int64, time.Duration) {
+	const clients = 8
 	var total atomic.Int64
-	var wg sync.WaitGroup
+	var ready, finished sync.WaitGroup
+	ready.Add(clients)
+	finished.Add(clients)
+	gate, release := make(chan struct{}), make(chan struct{})
 	ctx := context.Background()
-	start := time.Now()
-	for range 8 {
+	var wg sync.WaitGroup
+	for range clients {
 		wg.Go(func() {
 			conn, err := pgx.Connect(ctx, url)
 			if err != nil {
 				b.Error(err)
+				ready.Done()
+				finished.Done()
 				return
 			}
 			defer conn.Close(ctx)
+			ready.Done()
+			<-gate
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 			var n int64
-			for time.Since(start) < d {
+			for end := time.Now().Add(d); time.Now().Before(end); n++ {
 				aid := int32(1 + rng.IntN(100000))
 				var balance int32
 				err := conn.QueryRow(ctx, "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
@@ -250,13 +269,22 @@ func selectOnly(b *testing.B, url string, d time.Duration,
 				}
 				if err != nil {
 					b.Error(err)
-					return
+					break
 				}
-				n++
 			}
 			total.Add(n)
+			finished.Done()
+			<-release
 		})
 	}
+	ready.Wait()
+	started()
+	start := time.Now()
+	close(gate)
+	finished.Wait()
+	elapsed := time.Since(start)
+	done()
+	close(release)
 	wg.Wait()
-	return float64(total.Load()) / time.Since(start).Seconds()
+	return total.Load(), elapsed
 }
