@@ -21,5 +21,23 @@ vet:
 test: vet build
 	$(GO) test $(GOFLAGS) -count=1 -timeout 80m ./...
 
+# Runs every Go fuzz target in the module for FUZZTIME each (a target that
+# finds a failure writes it under its package's testdata/fuzz and fails).
+# The first run builds pg_query's C code with coverage instrumentation,
+# which takes a few minutes.
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test $(GOFLAGS) -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test $(GOFLAGS) $$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
+
+# Benchmarks print their figures (and ratios against a baseline measured in
+# the same run); they assert nothing.
+bench:
+	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
+
 clean:
 	rm -rf bin .privata
