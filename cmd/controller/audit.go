@@ -35,8 +35,10 @@ func auditCommand() *cobra.Command {
 	return cmd
 }
 
-func configFlag(cmd *cobra.Command) *string {
-	return cmd.Flags().StringP("config", "c", "privata.yaml", "the configuration file")
+// loadConfig reads the file -c names.
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	file, _ := cmd.Flags().GetString("config")
+	return config.Load(file)
 }
 
 func auditVerifyCommand() *cobra.Command {
@@ -46,9 +48,9 @@ func auditVerifyCommand() *cobra.Command {
 			"exit 1 naming the first bad record",
 		Args: cobra.NoArgs,
 	}
-	file := configFlag(cmd)
+	configFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := config.Load(*file)
+		cfg, err := loadConfig(cmd)
 		if err != nil {
 			return err
 		}
@@ -98,12 +100,12 @@ func auditSubjectCommand() *cobra.Command {
 			"the reads that returned the subject's data and the changes made to it.",
 		Args: cobra.ExactArgs(1),
 	}
-	file := configFlag(cmd)
+	configFlag(cmd)
 	table := cmd.Flags().String("table", "", "the subject table (default: the policy's only one)")
 	byPseudonym := cmd.Flags().Bool("pseudonym", false,
 		"KEY is the pseudonym itself (for a subject whose identity was erased)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		cfg, err := config.Load(*file)
+		cfg, err := loadConfig(cmd)
 		if err != nil {
 			return err
 		}
@@ -273,9 +275,9 @@ func auditInstallCommand() *cobra.Command {
 			"captured from now on even before a consumer first runs.",
 		Args: cobra.NoArgs,
 	}
-	file := configFlag(cmd)
+	configFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := config.Load(*file)
+		cfg, err := loadConfig(cmd)
 		if err != nil {
 			return err
 		}

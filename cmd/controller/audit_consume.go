@@ -27,11 +27,11 @@ func auditConsumeCommand() *cobra.Command {
 			"the proxy does not.",
 		Args: cobra.NoArgs,
 	}
-	file := configFlag(cmd)
+	configFlag(cmd)
 	metrics := cmd.Flags().String("metrics-listen", "",
 		"serve Prometheus metrics on this address (default: none)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := config.Load(*file)
+		cfg, err := loadConfig(cmd)
 		if err != nil {
 			return err
 		}

@@ -22,7 +22,6 @@ import (
 	"github.com/privata/privata/logical"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 const testPolicy = `version: 1
 regions:
