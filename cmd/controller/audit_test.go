@@ -22,7 +22,6 @@ import (
 	"github.com/privata/privata/logical"
 )
 
-
 const testPolicy = `version: 1
 regions:
   us: {cluster: us}
