@@ -101,12 +101,14 @@ func workload(ctx context.Context, url string, id int, l *ledger) error {
 		switch a := rand.IntN(10); {
 		case err != nil:
 		case len(mine) == 0 || a < 3:
-			err = tx.QueryRow(context.Background(), `INSERT INTO privata_identity.patients
-				(id, ssn, last) VALUES (gen_random_uuid(), '999-00-0000', 'Doe')
-				RETURNING privata_pseudonym::text`).Scan(&created)
+			// Through the view, as the application writes: its trigger
+			// inserts the identity row and the clinical row.
+			var id string
+			err = tx.QueryRow(context.Background(), `INSERT INTO public.patients (id, ssn, last)
+				VALUES (gen_random_uuid(), '999-00-0000', 'Doe') RETURNING id::text`).Scan(&id)
 			if err == nil {
-				_, err = step(`INSERT INTO privata_clinical.patients (privata_pseudonym) VALUES ($1)`,
-					created)
+				err = tx.QueryRow(context.Background(), `SELECT privata_pseudonym::text
+					FROM privata_identity.patients WHERE id = $1`, id).Scan(&created)
 				pending[key("privata_identity.patients", created, audit.Insert)]++
 				pending[key("privata_clinical.patients", created, audit.Insert)]++
 			}

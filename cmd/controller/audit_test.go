@@ -22,21 +22,6 @@ import (
 	"github.com/privata/privata/logical"
 )
 
-const testPolicy = `version: 1
-regions:
-  us: {cluster: us}
-subjects:
-  patients:
-    key: id
-    identity: [ssn, drivers, passport, first, last, maiden, address, city, birthdate]
-    clinical: [marital, race, gender, notes]
-children:
-  encounters:
-    subject: {table: patients, column: patient}
-roles:
-  clinician: {identity: full, clinical: full}
-`
-
 // clinic is a database with the split layout, and a configuration for it
 // with a sink and a slot of its own.
 type clinic struct {
@@ -62,7 +47,8 @@ audit:
   sink: audit.jsonl
   slot: %s
 `, db.URL(), c.slot)
-	for name, body := range map[string]string{"policy.yaml": testPolicy, "privata.yaml": conf} {
+	for name, body := range map[string]string{"policy.yaml": audittest.Policy,
+		"privata.yaml": conf} {
 		if err := os.WriteFile(filepath.Join(c.dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -140,12 +126,10 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 	patients, encounters := audittest.Load(t, c.db)
 	p0, p1 := patients[0], patients[1]
 	for _, q := range []string{
-		"UPDATE privata_identity.patients SET address = '1 New Street', city = 'Newton' WHERE id = $1",
-		`UPDATE privata_clinical.patients SET marital = 'M' WHERE privata_pseudonym =
-			(SELECT privata_pseudonym FROM privata_identity.patients WHERE id = $1)`,
-		`DELETE FROM privata_clinical.encounters WHERE id = (SELECT e.id
-			FROM privata_clinical.encounters e JOIN privata_identity.patients p
-			USING (privata_pseudonym) WHERE p.id = $1 LIMIT 1)`,
+		"UPDATE public.patients SET address = '1 New Street', city = 'Newton' WHERE id = $1",
+		"UPDATE public.patients SET marital = 'M' WHERE id = $1",
+		"DELETE FROM public.encounters WHERE id = (SELECT id FROM public.encounters " +
+			"WHERE patient = $1 LIMIT 1)",
 	} {
 		if _, err := conn.Exec(ctx, q, p0.ID); err != nil {
 			t.Fatal(err)

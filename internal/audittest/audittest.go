@@ -1,7 +1,6 @@
 // Package audittest prepares databases for the tests of the audit trail:
-// Privata's SQL installed, and a small split layout of the shape storage/
-// builds (identity and clinical base tables with REPLICA IDENTITY FULL and
-// the emit_context trigger), with Synthea patients loaded into it.
+// Privata's SQL installed, a small schema split by package storage, and
+// the Synthea sample loaded into it.
 package audittest
 
 import (
@@ -17,7 +16,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/privata/privata/internal/pgtest"
+	"github.com/privata/privata/policy"
 	"github.com/privata/privata/sql"
+	"github.com/privata/privata/storage"
 )
 
 // Install installs Privata's SQL into db, as `privata apply` does.
@@ -41,54 +42,54 @@ func Install(t testing.TB, db *pgtest.DB) {
 	}
 }
 
-// layout is the split form of patients and encounters, by hand.
-const layout = `
-CREATE TABLE privata_identity.patients (
-    id                uuid PRIMARY KEY,
-    privata_pseudonym uuid NOT NULL UNIQUE DEFAULT privata.new_pseudonym(),
-    privata_region    text NOT NULL DEFAULT 'us',
+// Schema is the application's own tables, before Privata splits them.
+const Schema = `
+CREATE TABLE public.patients (
+    id uuid PRIMARY KEY,
     ssn text, drivers text, passport text, first text, last text, maiden text,
-    address text, city text, birthdate date
-);
-CREATE TABLE privata_clinical.patients (
-    privata_pseudonym uuid PRIMARY KEY,
+    address text, city text, birthdate date,
     marital text, race text, gender text, notes text
 );
-CREATE TABLE privata_clinical.encounters (
-    id                uuid PRIMARY KEY,
-    privata_pseudonym uuid REFERENCES privata_clinical.patients ON DELETE CASCADE,
+CREATE TABLE public.encounters (
+    id      uuid PRIMARY KEY,
+    patient uuid REFERENCES public.patients (id),
     start timestamptz, description text, cost numeric
-);
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['privata_identity.patients', 'privata_clinical.patients',
-                             'privata_clinical.encounters'] LOOP
-        EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', t);
-        EXECUTE format('CREATE TRIGGER privata_context
-            BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s
-            FOR EACH STATEMENT EXECUTE FUNCTION privata.emit_context()', t);
-    END LOOP;
-END $$;
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'clinician') THEN
-        CREATE ROLE clinician NOLOGIN;
-    END IF;
-END $$;
-GRANT USAGE ON SCHEMA privata_identity, privata_clinical TO clinician;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA privata_identity TO clinician;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA privata_clinical TO clinician;
+);`
+
+// Policy classifies Schema: patients is the subject table, encounters a
+// child table, and the role clinician sees everything.
+const Policy = `version: 1
+regions:
+  us: {cluster: us}
+subjects:
+  patients:
+    key: id
+    identity: [ssn, drivers, passport, first, last, maiden, address, city, birthdate]
+    clinical: [marital, race, gender, notes]
+children:
+  encounters:
+    subject: {table: patients, column: patient}
+roles:
+  clinician: {identity: full, clinical: full}
 `
 
-// Layout installs Privata's SQL and creates the split tables
-// privata_identity.patients, privata_clinical.patients and
-// privata_clinical.encounters, and the role clinician that may write them.
+// Layout creates Schema in db and splits it as ` + "`privata apply`" + ` does
+// (package storage): privata_identity.patients, privata_clinical.patients
+// and privata_clinical.encounters with REPLICA IDENTITY FULL and the
+// emit_context trigger, the views public.patients and public.encounters,
+// and the role clinician.
 func Layout(t testing.TB, db *pgtest.DB) {
 	t.Helper()
-	Install(t, db)
-	db.Exec(t, layout)
+	db.Exec(t, Schema)
+	p, err := policy.Parse("policy.yaml", []byte(Policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := db.Connect(t)
+	target := storage.Target{Name: "us", URL: db.URL(), Regions: []string{"us"}}
+	if _, err := storage.Apply(context.Background(), conn, p, target); err != nil {
+		t.Fatalf("apply the policy: %v", err)
+	}
 }
 
 // Patient is a Synthea patient: the values the audit trail must never hold.
@@ -135,8 +136,9 @@ func SyntheaDir(t testing.TB) string {
 }
 
 // Load reads the Synthea sample and inserts its patients and encounters
-// into the layout, as role clinician with actor and purpose set. It returns
-// the patients with their pseudonyms, and the encounters.
+// through the views, as an application would, as role clinician with actor
+// and purpose set. It returns the patients with their pseudonyms, and the
+// encounters.
 func Load(t testing.TB, db *pgtest.DB) ([]*Patient, []*Encounter) {
 	t.Helper()
 	dir := SyntheaDir(t)
@@ -165,36 +167,31 @@ func Load(t testing.TB, db *pgtest.DB) ([]*Patient, []*Encounter) {
 			t.Fatal(err)
 		}
 	}
-	byID := map[string]*Patient{}
-	for _, p := range patients {
-		err := tx.QueryRow(ctx, `INSERT INTO privata_identity.patients
-			(id, ssn, drivers, passport, first, last, maiden, address, city, birthdate)
-			VALUES ($1, $2, nullif($3, ''), nullif($4, ''), $5, $6, nullif($7, ''), $8, $9, $10)
-			RETURNING privata_pseudonym::text`,
-			p.ID, p.SSN, p.Drivers, p.Passport, p.First, p.Last, p.Maiden, p.Address, p.City,
-			p.Birthdate).Scan(&p.Pseudonym)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO privata_clinical.patients
-			(privata_pseudonym, marital, race, gender) VALUES ($1, nullif($2, ''), $3, $4)`,
-			p.Pseudonym, p.Marital, p.Race, p.Gender)
-		if err != nil {
-			t.Fatal(err)
-		}
-		byID[p.ID] = p
-	}
 	batch := &pgx.Batch{}
+	for _, p := range patients {
+		batch.Queue(`INSERT INTO public.patients (id, ssn, drivers, passport, first, last, maiden,
+				address, city, birthdate, marital, race, gender)
+			VALUES ($1, $2, nullif($3, ''), nullif($4, ''), $5, $6, nullif($7, ''), $8, $9, $10,
+				nullif($11, ''), $12, $13)`,
+			p.ID, p.SSN, p.Drivers, p.Passport, p.First, p.Last, p.Maiden, p.Address, p.City,
+			p.Birthdate, p.Marital, p.Race, p.Gender)
+	}
 	for _, e := range encounters {
-		batch.Queue(`INSERT INTO privata_clinical.encounters
-			(id, privata_pseudonym, start, description, cost) VALUES ($1, $2, $3, $4, $5)`,
-			e.ID, byID[e.Patient].Pseudonym, e.Start, e.Description, e.Cost)
+		batch.Queue(`INSERT INTO public.encounters (id, patient, start, description, cost)
+			VALUES ($1, $2, $3, $4, $5)`, e.ID, e.Patient, e.Start, e.Description, e.Cost)
 	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range patients {
+		err := conn.QueryRow(ctx, `SELECT privata_pseudonym::text FROM privata_identity.patients
+			WHERE id = $1`, p.ID).Scan(&p.Pseudonym)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return patients, encounters
 }
