@@ -38,6 +38,7 @@ fuzz:
 # the same run); they assert nothing.
 bench:
 	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
+	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Analyze|Guard' ./rewrite
 	$(GO) test $(GOFLAGS) -run '^$$' -bench CrossRegion -benchtime 1x -timeout 30m ./fdw
 
 clean:
