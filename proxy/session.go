@@ -61,7 +61,7 @@ type session struct {
 
 	clientDone    atomic.Bool // the client side ended the session
 	upstreamEnded atomic.Bool // the upstream side ended it
-	killOnce   sync.Once
+	killOnce      sync.Once
 }
 
 // open authenticates a client, connects upstream, takes on the client's
