@@ -70,6 +70,7 @@ type envOptions struct {
 	tlsCert     string
 	tlsKey      string
 	sessionUser string
+	onEnd       func(SessionInfo, error)
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -114,7 +115,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	cfg.Server.TLSCert, cfg.Server.TLSKey = o.tlsCert, o.tlsKey
 	reg := prometheus.NewRegistry()
-	srv, err := New(cfg, pol, Options{Registerer: reg})
+	srv, err := New(cfg, pol, Options{Registerer: reg, OnSessionEnd: o.onEnd})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,6 +101,13 @@ func (q *queue) push(e entry) bool {
 	return true
 }
 
+// pending reports whether any entry awaits responses.
+func (q *queue) pending() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n > 0
+}
+
 // peek copies the head entry into e; false when the queue is empty.
 func (q *queue) peek(e *entry) bool {
 	q.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -252,6 +253,19 @@ func (srv *Server) refuse(nc net.Conn, err error) {
 		e := *pe
 		e.Severity = "FATAL"
 		nc.Write(e.encode())
+	}
+	lingeringClose(nc)
+}
+
+// lingeringClose closes a connection after its last write without
+// discarding that write: closing with unread input would reset the
+// connection, and the client could lose the error sent just before.
+func lingeringClose(nc net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := nc.(closeWriter); ok {
+		cw.CloseWrite()
+		nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
 	}
 	nc.Close()
 }

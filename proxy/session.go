@@ -29,8 +29,10 @@ type session struct {
 	srv    *Server
 	client net.Conn
 	up     net.Conn
-	cr, ur *reader
-	cw, uw *bufio.Writer
+	// upReader reads upstream: pgconn's reader over up (see connect).
+	upReader io.Reader
+	cr, ur   *reader
+	cw, uw   *bufio.Writer
 
 	role      *policy.Role
 	setRole   string // SET ROLE statement for the role, identifier quoted
@@ -112,6 +114,16 @@ func (s *session) connect(st *startup) error {
 		params[k] = v
 	}
 	cfg.RuntimeParams = params
+	// pgconn may have started its background reader during a slow write;
+	// stopped, it can still be blocked in a read that will take the first
+	// bytes upstream sends. Reading through it after the hijack returns
+	// those bytes in order, then reads the connection directly.
+	var upReader io.Reader
+	build := cfg.BuildFrontend
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		upReader = r
+		return build(r, w)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
@@ -138,6 +150,7 @@ func (s *session) connect(st *startup) error {
 		return upstreamError(s.srv.upstreamCluster, err)
 	}
 	s.up, s.pid, s.realKey, s.upTLS, s.upConfig = hc.Conn, hc.PID, hc.SecretKey, hc.TLSConfig, hc.Config
+	s.upReader = upReader
 	s.up.SetDeadline(time.Time{})
 	if tc, ok := s.up.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
@@ -180,7 +193,7 @@ func (s *session) run() error {
 	}
 	s.cr = newReader(s.client, s.srv.cfg.Server.MaxMessageBytes)
 	s.cw = bufio.NewWriterSize(s.client, bufSize)
-	s.ur = newReader(s.up, 0)
+	s.ur = newReader(s.upReader, 0)
 	s.uw = bufio.NewWriterSize(s.up, bufSize)
 
 	backDone := make(chan error, 1)
@@ -190,7 +203,11 @@ func (s *session) run() error {
 		s.clientDone.Store(true)
 	}
 	// The upstream connection is closed at once: a backend whose client is
-	// gone rolls back and exits.
+	// gone rolls back and exits. One that is still running a statement
+	// would notice only when it next writes, so that statement is cancelled.
+	if s.q.pending() && !s.upstreamEnded.Load() {
+		s.cancelUpstream()
+	}
 	s.up.Close()
 	s.q.close()
 	backErr := <-backDone
@@ -200,6 +217,7 @@ func (s *session) run() error {
 		s.cw.Reset(s.client)
 		s.cw.Write(pe.encode())
 		s.cw.Flush()
+		lingeringClose(s.client)
 	}
 	s.client.Close()
 	if s.upstreamEnded.Load() || errors.Is(err, errUpstreamWrite) {
