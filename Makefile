@@ -21,5 +21,21 @@ vet:
 test: vet build
 	$(GO) test $(GOFLAGS) -count=1 -timeout 80m ./...
 
+# Proxy throughput and latency against PostgreSQL directly and PgBouncer:
+# prints a table, asserts nothing (BENCH_SECONDS, BENCH_SCALE).
+bench: build
+	scripts/bench-proxy.sh
+
+# Each fuzz target runs briefly; FUZZTIME per target.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./proxy:FuzzClientMessages
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test $(GOFLAGS) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
 clean:
 	rm -rf bin .privata
