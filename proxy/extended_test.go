@@ -6,6 +6,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,4 +254,36 @@ func TestEmptyQueriesAndImplicitTransaction(t *testing.T) {
 	w.send(&pgproto3.Query{String: "SELECT to_regclass('m') IS NULL"})
 	expect(t, w.recv("ReadyForQuery"), "RowDescription", "DataRow:t", "CommandComplete:SELECT 1",
 		"ReadyForQuery:I")
+}
+
+// countRows is an observer that counts what it sees.
+type countRows struct {
+	mu                *sync.Mutex
+	cols, rows, dones *int
+}
+
+func (c countRows) columns([]byte) { c.mu.Lock(); *c.cols++; c.mu.Unlock() }
+func (c countRows) row([]byte)     { c.mu.Lock(); *c.rows++; c.mu.Unlock() }
+func (c countRows) done([]byte)    { c.mu.Lock(); *c.dones++; c.mu.Unlock() }
+
+func TestObserverSeesEachStatementsRows(t *testing.T) {
+	var mu sync.Mutex
+	var cols, rows, dones int
+	e := newEnv(t, envOptions{observe: func(*stmtInfo) observer {
+		return countRows{&mu, &cols, &rows, &dones}
+	}})
+	w := e.wire(t, "clinician")
+	w.send(&pgproto3.Query{String: "SELECT generate_series(1, 3); SELECT 1"})
+	expect(t, w.recv("ReadyForQuery"), "RowDescription", "DataRow:1", "DataRow:2", "DataRow:3",
+		"CommandComplete:SELECT 3", "RowDescription", "DataRow:1", "CommandComplete:SELECT 1",
+		"ReadyForQuery:I")
+	w.send(&pgproto3.Parse{Query: "SELECT generate_series(1, $1::int)"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("4")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	w.recv("ReadyForQuery")
+	mu.Lock()
+	defer mu.Unlock()
+	if cols != 2 || rows != 8 || dones != 3 {
+		t.Fatalf("observer saw %d descriptions, %d rows, %d completions; want 2, 8, 3",
+			cols, rows, dones)
+	}
 }

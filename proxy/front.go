@@ -129,7 +129,11 @@ func (s *session) query(n int) error {
 			}
 		}
 	}
-	if err := s.push(entry{kind: kQuery, st: info, ctx: info.ctx, sent: time.Now()}); err != nil {
+	e := entry{kind: kQuery, st: info, ctx: info.ctx, sent: time.Now()}
+	if s.srv.observe != nil {
+		e.obs = s.srv.observe(info)
+	}
+	if err := s.push(e); err != nil {
 		return err
 	}
 	writeMessage(s.uw, 'Q', body)
@@ -246,6 +250,9 @@ func (s *session) execute(n int) error {
 	}
 	e := entry{kind: kExecute, st: info, sent: time.Now()}
 	e.ctx = info != nil && info.ctx
+	if s.srv.observe != nil {
+		e.obs = s.srv.observe(info)
+	}
 	if err := s.push(e); err != nil {
 		return err
 	}

@@ -71,6 +71,7 @@ type envOptions struct {
 	tlsKey      string
 	sessionUser string
 	onEnd       func(SessionInfo, error)
+	observe     func(*stmtInfo) observer
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -119,6 +120,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.observe = o.observe
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -61,6 +61,10 @@ type Server struct {
 
 	fakeSecret []byte
 
+	// observe, when set, attaches an observer to each client statement's
+	// entry (Query and Execute). Later issues set it (audit of reads).
+	observe func(*stmtInfo) observer
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	cancels  map[cancelKey]*session
