@@ -8,6 +8,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -28,6 +30,7 @@ type Config struct {
 	Policies []string `yaml:"policies"`
 	Server   Server   `yaml:"server"`
 	Auth     Auth     `yaml:"auth"`
+	Cache    Cache    `yaml:"cache"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -83,6 +86,129 @@ type User struct {
 	Role string `yaml:"role"`
 }
 
+// Cache configures the read cache (package cache).
+type Cache struct {
+	// Backend is memory (in-process, bounded by MaxBytes), redis,
+	// memcached or off.
+	Backend string `yaml:"backend"`
+	// Address is the server: host:port or a redis:// (rediss://) URL for
+	// redis; host:port[,host:port...] for memcached.
+	Address Env `yaml:"address"`
+	// MaxBytes bounds the in-process cache, counting keys and values.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// TTL is the longest an entry lives.
+	TTL Duration `yaml:"ttl"`
+	// Timeout bounds each call to the backend; a slower call is a miss.
+	Timeout Duration `yaml:"timeout"`
+	// Prefix starts every key Privata writes to a shared backend.
+	Prefix string `yaml:"prefix"`
+	// HashKey names entries with HMAC-SHA-256: at least 32 bytes, base64.
+	// Every instance sharing a backend uses the same one. Changing it
+	// empties the cache.
+	HashKey Env `yaml:"hash_key"`
+	// Keys encrypt values with AES-256-GCM, newest first: new entries use
+	// the first; entries under the others still decrypt; entries under a
+	// key no longer listed are misses.
+	Keys []*CacheKey `yaml:"keys"`
+}
+
+// CacheKey is one encryption key of the cache.
+type CacheKey struct {
+	// ID names the key; it is stored with every value it encrypts.
+	ID string `yaml:"id"`
+	// Secret is 32 bytes, base64 (openssl rand -base64 32).
+	Secret Env `yaml:"secret"`
+}
+
+// Bytes decodes the key's secret.
+func (k *CacheKey) Bytes() ([]byte, error) {
+	b, err := decodeBase64(string(k.Secret))
+	if err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("key %q: secret must be 32 bytes in base64 "+
+			"(openssl rand -base64 32)", k.ID)
+	}
+	return b, nil
+}
+
+// HashKeyBytes decodes HashKey; nil when it is not set.
+func (c *Cache) HashKeyBytes() ([]byte, error) {
+	if c.HashKey == "" {
+		return nil, nil
+	}
+	b, err := decodeBase64(string(c.HashKey))
+	if err != nil || len(b) < 32 {
+		return nil, errors.New("hash_key must be at least 32 bytes in base64 " +
+			"(openssl rand -base64 32)")
+	}
+	return b, nil
+}
+
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}
+
+func (c *Cache) check() []error {
+	var errs []error
+	shared := c.Backend == "redis" || c.Backend == "memcached"
+	switch {
+	case c.Backend == "off":
+		return nil
+	case c.Backend == "memory":
+		if c.MaxBytes < 1<<20 {
+			errs = append(errs, fmt.Errorf("max_bytes %d: want at least 1048576 (1 MiB)", c.MaxBytes))
+		}
+	case shared:
+		if c.Address == "" {
+			errs = append(errs, fmt.Errorf("backend %s needs an address", c.Backend))
+		}
+		if c.HashKey == "" {
+			errs = append(errs, fmt.Errorf("backend %s needs a hash_key shared by every instance",
+				c.Backend))
+		}
+		if len(c.Keys) == 0 {
+			errs = append(errs, fmt.Errorf("backend %s needs keys to encrypt values", c.Backend))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("backend %q: want memory, redis, memcached or off", c.Backend))
+	}
+	if c.TTL.D() < time.Second || c.TTL.D() > 30*24*time.Hour {
+		errs = append(errs, fmt.Errorf("ttl %s: want between 1s and 720h", c.TTL.D()))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("timeout %s: want more than 0", c.Timeout.D()))
+	}
+	if len(c.Prefix) > 64 || strings.ContainsFunc(c.Prefix, func(r rune) bool {
+		return r <= ' ' || r > '~'
+	}) {
+		errs = append(errs, errors.New("prefix: want at most 64 printable ASCII characters, no spaces"))
+	}
+	if _, err := c.HashKeyBytes(); err != nil {
+		errs = append(errs, err)
+	}
+	ids := map[string]bool{}
+	for i, k := range c.Keys {
+		if k == nil || k.ID == "" || len(k.ID) > 64 {
+			errs = append(errs, fmt.Errorf("keys[%d]: id must be 1 to 64 characters", i))
+			continue
+		}
+		if ids[k.ID] {
+			errs = append(errs, fmt.Errorf("keys[%d]: id %q is used twice", i, k.ID))
+		}
+		ids[k.ID] = true
+		if _, err := k.Bytes(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i, err := range errs {
+		errs[i] = fmt.Errorf("cache: %w", err)
+	}
+	return errs
+}
+
 // Default returns the configuration used for keys a file leaves out.
 func Default() *Config {
 	return &Config{
@@ -95,6 +221,13 @@ func Default() *Config {
 		Auth: Auth{
 			Method: "scram",
 			Query:  "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin",
+		},
+		Cache: Cache{
+			Backend:  "memory",
+			MaxBytes: 64 << 20,
+			TTL:      Duration(5 * time.Minute),
+			Timeout:  Duration(50 * time.Millisecond),
+			Prefix:   "privata:",
 		},
 	}
 }
@@ -176,6 +309,7 @@ func (c *Config) check() error {
 				"(privata passwd prints one); plain passwords are not stored", name))
 		}
 	}
+	errs = append(errs, c.Cache.check()...)
 	return errors.Join(errs...)
 }
 
@@ -220,6 +354,28 @@ func (e *Env) UnmarshalYAML(node ast.Node) error {
 		return fmt.Errorf("[%d:%d] %w", tk.Position.Line, tk.Position.Column, err)
 	}
 	*e = Env(s)
+	return nil
+}
+
+// Duration is a time.Duration written as Go writes it: 300ms, 5m, 1h30m.
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d *Duration) UnmarshalYAML(node ast.Node) error {
+	tk := node.GetToken()
+	sn, ok := node.(ast.ScalarNode)
+	if !ok || node.Type() == ast.NullType {
+		return fmt.Errorf("[%d:%d] expected a duration such as 300ms or 5m",
+			tk.Position.Line, tk.Position.Column)
+	}
+	v, err := time.ParseDuration(fmt.Sprint(sn.GetValue()))
+	if err != nil {
+		return fmt.Errorf("[%d:%d] %q is not a duration: want one such as 300ms or 5m",
+			tk.Position.Line, tk.Position.Column, fmt.Sprint(sn.GetValue()))
+	}
+	*d = Duration(v)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExampleConfigTakesURLsFromEnvironment(t *testing.T) {
@@ -76,5 +77,71 @@ func TestExpandDefaults(t *testing.T) {
 	}
 	if _, err := expand("${bad name}"); err == nil {
 		t.Error("bad reference accepted")
+	}
+}
+
+func TestCacheDefaultsAndKeys(t *testing.T) {
+	t.Setenv("PRIVATA_TEST_CACHE_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	src := "clusters: {a: {url: postgres://x}}\npolicies: [p.yaml]\n"
+	c, err := Parse("c.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cache.Backend != "memory" || c.Cache.MaxBytes != 64<<20 || c.Cache.TTL.D() != 5*time.Minute {
+		t.Fatalf("cache defaults = %+v", c.Cache)
+	}
+	src += "cache:\n  backend: redis\n  address: 127.0.0.1:6379\n  ttl: 90s\n" +
+		"  hash_key: ${PRIVATA_TEST_CACHE_KEY}\n" +
+		"  keys:\n    - {id: k2, secret: '${PRIVATA_TEST_CACHE_KEY}'}\n"
+	c, err = Parse("c.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Cache.Keys[0].Bytes()
+	if err != nil || string(b) != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("key = %q, %v", b, err)
+	}
+	if c.Cache.TTL.D() != 90*time.Second || c.Cache.Timeout.D() != 50*time.Millisecond {
+		t.Fatalf("ttl, timeout = %s, %s", c.Cache.TTL.D(), c.Cache.Timeout.D())
+	}
+}
+
+func TestBadCacheConfigs(t *testing.T) {
+	const head = "clusters: {a: {url: postgres://x}}\npolicies: [p.yaml]\ncache:\n"
+	const key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	cases := []struct {
+		name, src, want string
+	}{
+		{"unknown backend", "  backend: disk\n", `cache: backend "disk"`},
+		{"unknown key", "  size: 10\n", `c.yaml:4:3: unknown field "size"`},
+		{"bad duration", "  ttl: 5 minutes\n", `c.yaml:4:8: "5 minutes" is not a duration`},
+		{"ttl too long", "  ttl: 1000h\n", "cache: ttl 1000h0m0s: want between 1s and 720h"},
+		{"tiny memory", "  max_bytes: 1000\n", "cache: max_bytes 1000: want at least"},
+		{"redis without address", "  backend: redis\n", "cache: backend redis needs an address"},
+		{"redis without keys", "  backend: redis\n  address: x:1\n  hash_key: " + key + "\n",
+			"cache: backend redis needs keys to encrypt values"},
+		{"short secret", "  keys: [{id: k1, secret: c2hvcnQ=}]\n",
+			`cache: key "k1": secret must be 32 bytes in base64`},
+		{"short hash key", "  hash_key: c2hvcnQ=\n", "cache: hash_key must be at least 32 bytes"},
+		{"key twice", "  keys: [{id: k, secret: " + key + "}, {id: k, secret: " + key + "}]\n",
+			`cache: keys[1]: id "k" is used twice`},
+		{"prefix with space", "  prefix: 'a b'\n", "cache: prefix: want at most 64 printable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(head+tc.src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCacheSecretNeverInErrors(t *testing.T) {
+	src := "clusters: {a: {url: postgres://x}}\npolicies: [p.yaml]\n" +
+		"cache: {hash_key: hunter2hunter2, keys: [{id: k1, secret: hunter2hunter2}]}\n"
+	_, err := Parse("c.yaml", []byte(src))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("err = %v", err)
 	}
 }

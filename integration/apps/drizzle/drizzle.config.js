@@ -1,0 +1,3 @@
+'use strict';
+// drizzle-kit's configuration: generating migrations needs no database.
+module.exports = { dialect: 'postgresql', schema: './schema.js', out: './drizzle' };
