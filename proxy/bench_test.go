@@ -1,0 +1,67 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// BenchmarkRelay runs the same prepared point query from 8 connections
+// directly and through Privata, in the same run, and reports Privata's
+// throughput as a ratio of direct (ratio_to_direct; the goal is >= 0.85).
+func BenchmarkRelay(b *testing.B) {
+	e := newEnv(b, envOptions{})
+	ctx := context.Background()
+	e.db.Exec(b, "CREATE TABLE accounts (aid int PRIMARY KEY, abalance int); "+
+		"INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 100000) g; "+
+		"GRANT SELECT ON accounts TO clinician")
+	const clients = 8
+	run := func(url string, n int) time.Duration {
+		conns := make([]*pgx.Conn, clients)
+		for i := range conns {
+			conns[i] = connectOrFail(b, url)
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var v int
+				for j := i; j < n; j += clients {
+					if err := c.QueryRow(ctx, "SELECT abalance FROM accounts WHERE aid = $1",
+						j%100000+1).Scan(&v); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		d := time.Since(start)
+		for _, c := range conns {
+			c.Close(ctx)
+		}
+		return d
+	}
+	n := max(b.N, 20000)
+	b.ResetTimer()
+	direct := run(e.db.URL(), n)
+	through := run(e.url("clinician"), n)
+	b.StopTimer()
+	b.ReportMetric(float64(n)/direct.Seconds(), "direct_qps")
+	b.ReportMetric(float64(n)/through.Seconds(), "privata_qps")
+	b.ReportMetric(direct.Seconds()/through.Seconds(), "ratio_to_direct")
+}
+
+func connectOrFail(b *testing.B, url string) *pgx.Conn {
+	c, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		b.Fatal(fmt.Errorf("connect: %w", err))
+	}
+	return c
+}
