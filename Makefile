@@ -21,21 +21,26 @@ vet:
 test: vet build
 	$(GO) test $(GOFLAGS) -count=1 -timeout 80m ./...
 
-# Proxy throughput and latency against PostgreSQL directly and PgBouncer:
-# prints a table, asserts nothing (BENCH_SECONDS, BENCH_SCALE).
-bench: build
-	scripts/bench-proxy.sh
-
-# Each fuzz target runs briefly; FUZZTIME per target.
+# Runs every Go fuzz target in the module for FUZZTIME each (a target that
+# finds a failure writes it under its package's testdata/fuzz and fails).
+# The first run builds pg_query's C code with coverage instrumentation,
+# which takes a few minutes.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./proxy:FuzzClientMessages
-
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
-		$(GO) test $(GOFLAGS) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test $(GOFLAGS) -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test $(GOFLAGS) $$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME); \
+	  done; \
 	done
+
+# Benchmarks print their figures (and ratios against a baseline measured in
+# the same run); they assert nothing.
+# scripts/bench-proxy.sh compares pgbench directly, through Privata and
+# through PgBouncer (BENCH_SECONDS, BENCH_SCALE).
+bench: build
+	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
+	scripts/bench-proxy.sh
 
 clean:
 	rm -rf bin .privata

@@ -168,6 +168,7 @@ func (b *builder) masks(file string, t *Table, masks entries[scalar]) {
 				"unknown mask %q", m.Value.Value)
 		default:
 			col.Mask = m.Value.Value
+			col.MaskPos = at(file, m.Value)
 		}
 	}
 }

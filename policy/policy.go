@@ -194,9 +194,11 @@ type Column struct {
 	Name  string
 	Class Class
 	// Mask names the masking function applied for roles with Masked access;
-	// empty means the default for the column's type.
-	Mask string
-	Pos  Pos
+	// empty means the default for the column's type. MaskPos is where the
+	// policy names it.
+	Mask    string
+	MaskPos Pos
+	Pos     Pos
 }
 
 // Role maps a policy role to a PostgreSQL role and says what it may see.

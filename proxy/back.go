@@ -179,7 +179,7 @@ func (s *session) complete(tag []byte) {
 			if f.sets != nil {
 				s.ctx.set(f.sets)
 			}
-			if f.resets {
+			if f.resets || f.forget {
 				s.ctx.forget()
 			}
 		}

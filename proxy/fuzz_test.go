@@ -8,15 +8,22 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/privata/privata/policy"
 )
 
 // offlineSession is a session whose client side reads data and whose
 // upstream writes go nowhere: enough to run the client-side decoder.
 func offlineSession(data []byte) *session {
-	srv := &Server{metrics: newMetrics(nil), pol: nil}
+	pol, err := policy.Parse("policy.yaml", []byte(testPolicy))
+	if err != nil {
+		panic(err)
+	}
+	srv := &Server{metrics: newMetrics(nil), pol: pol}
 	srv.initAnalysis()
-	s := &session{srv: srv, q: newQueue(), ctx: newUpstreamContext(nil),
-		stmts: map[string]*stmtInfo{}, portals: map[string]*stmtInfo{}, setRole: "SET ROLE x"}
+	s := &session{srv: srv, q: newQueue(), ctx: newUpstreamContext(nil), role: pol.Role("clinician"),
+		stmts: map[string]*stmtInfo{}, portals: map[string]*stmtInfo{}, setRole: "SET ROLE x",
+		searchPath: []string{"public"}}
 	s.cr = newReader(bytes.NewReader(data), 1<<16)
 	s.uw = bufio.NewWriter(io.Discard)
 	return s
@@ -48,6 +55,8 @@ func FuzzClientMessages(f *testing.F) {
 		&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}, &pgproto3.CopyFail{Message: "x"}))
 	f.Add([]byte{'Q', 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{'B', 0, 0, 0, 5, 0})
+	f.Add(encode(&pgproto3.Query{String: "/*actor='a'*/ SELECT 1; DISCARD ALL; SET ROLE x"},
+		&pgproto3.Parse{Query: "SET privata.actor = 'b'"}, &pgproto3.Bind{}, &pgproto3.Execute{}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) >= 8 {
 			if st, err := parseStartup(data[8:]); err == nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/privata/privata/config"
 	"github.com/privata/privata/policy"
+	"github.com/privata/privata/rewrite"
 )
 
 // authTimeout bounds the time from accept to a finished startup, as
@@ -55,6 +56,9 @@ type Server struct {
 	defRole  *policy.Role
 	database string
 	metrics  *metrics
+
+	analyzer  *rewrite.Analyzer
+	decisions map[rewrite.Kind][2]prometheus.Counter // allow, refuse
 
 	upstreamCluster string
 	upstream        *pgconn.Config
@@ -130,6 +134,7 @@ func New(cfg *config.Config, pol *policy.Policy, opts Options) (*Server, error) 
 	srv.upstream = up
 	srv.database = up.Database
 	srv.metrics = newMetrics(opts.Registerer)
+	srv.initAnalysis()
 	return srv, nil
 }
 

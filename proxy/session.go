@@ -48,6 +48,8 @@ type session struct {
 	startupTail []byte // ParameterStatus messages for greet
 
 	// Client side only:
+	searchPath    []string // for classifying unqualified names
+	breakGlass    bool     // declared with privata.break_glass
 	stmts         map[string]*stmtInfo
 	portals       map[string]*stmtInfo
 	unnamedStmt   *stmtInfo
@@ -94,6 +96,11 @@ func (srv *Server) open(nc net.Conn, st *startup) (*session, error) {
 		return nil, err
 	}
 	s.ctx = newUpstreamContext(settings)
+	s.searchPath = parseSearchPath(`"$user", public`, role.PGRole)
+	if v, ok := settings["search_path"]; ok {
+		s.searchPath = parseSearchPath(v, role.PGRole)
+	}
+	s.breakGlass = isOn(settings["privata.break_glass"])
 	if !srv.register(s) {
 		s.up.Close()
 		return nil, fatalf(codeAdminShutdown, "Privata is shutting down")

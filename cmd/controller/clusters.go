@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/privata/privata/config"
+	"github.com/privata/privata/policy"
+	"github.com/privata/privata/storage"
+)
+
+// The helpers below are shared by the verbs that work on every cluster of
+// a configuration (plan, apply).
+
+// configFlag adds -c/--config.
+func configFlag(c *cobra.Command) {
+	c.Flags().StringP("config", "c", "privata.yaml", "configuration file (privata.yaml)")
+}
+
+// loadTargets reads the configuration and its policies, and resolves the
+// databases to work on.
+func loadTargets(c *cobra.Command) (*policy.Policy, []storage.Target, error) {
+	file, _ := c.Flags().GetString("config")
+	cfg, err := config.Load(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := policy.Load(cfg.Policies...)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets, err := storage.Targets(cfg, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, targets, nil
+}
+
+// connectTimeout bounds how long a verb waits for a cluster that does not
+// answer.
+const connectTimeout = 10 * time.Second
+
+// connect opens Privata's connection to a target. Errors never show its
+// URL, which may hold a password; callers name the cluster.
+func connect(ctx context.Context, t storage.Target, app string) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(t.URL)
+	if err != nil {
+		return nil, fmt.Errorf("its url cannot be parsed")
+	}
+	if cc.ConnectTimeout == 0 || cc.ConnectTimeout > connectTimeout {
+		cc.ConnectTimeout = connectTimeout
+	}
+	cc.RuntimeParams["application_name"] = app
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		msg := err.Error()
+		if cc.Password != "" {
+			msg = strings.ReplaceAll(msg, cc.Password, "********")
+		}
+		return nil, fmt.Errorf("cannot connect: %s", msg)
+	}
+	return conn, nil
+}

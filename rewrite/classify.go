@@ -1,0 +1,154 @@
+package rewrite
+
+import (
+	"slices"
+
+	"github.com/privata/privata/policy"
+)
+
+// Classification is what a statement touches of the data a policy
+// classifies.
+type Classification struct {
+	// Tables are the classified tables the statement references, each once.
+	Tables []*policy.Table
+	// Columns are the classified tables' columns the statement references,
+	// each (table, column) once with the union of its accesses. A star
+	// lists the table's key, reference and every column the policy names.
+	Columns []ClassifiedColumn
+	// AllColumns is set when the statement may touch columns of a
+	// classified table that Columns cannot list: a star or whole-row
+	// reference, or a column whose table the text does not say.
+	AllColumns bool
+}
+
+// ClassifiedColumn is a column of a classified table.
+type ClassifiedColumn struct {
+	Table  *policy.Table
+	Name   string
+	Class  policy.Class
+	Access Access
+}
+
+// Classify resolves an analysed statement against a policy. Unqualified
+// names resolve through searchPath (["public"] when empty); a name that
+// could be a classified table counts as one, so with "$user" on the path
+// every schema could hold it. A column whose table the text does not say
+// counts for each classified table it could belong to.
+func Classify(st *Statement, p *policy.Policy, searchPath []string) Classification {
+	var c Classification
+	if st == nil || p == nil {
+		return c
+	}
+	if len(searchPath) == 0 {
+		searchPath = []string{"public"}
+	}
+	tables := make([][]*policy.Table, len(st.Relations))
+	for i, r := range st.Relations {
+		if r.Function {
+			continue
+		}
+		tables[i] = resolveTables(r, p, searchPath)
+		for _, t := range tables[i] {
+			if !slices.Contains(c.Tables, t) {
+				c.Tables = append(c.Tables, t)
+			}
+		}
+	}
+	if len(c.Tables) == 0 {
+		return c
+	}
+
+	// Columns of one scope share their candidate lists; resolve each list
+	// to its distinct classified tables once.
+	type listKey struct {
+		first *int
+		n     int
+	}
+	byList := map[listKey][]*policy.Table{}
+	candidates := func(col Column) []*policy.Table {
+		if col.Relation >= 0 {
+			return tables[col.Relation]
+		}
+		key := listKey{&col.Candidates[0], len(col.Candidates)}
+		if ts, ok := byList[key]; ok {
+			return ts
+		}
+		var ts []*policy.Table
+		for _, ri := range col.Candidates {
+			for _, t := range tables[ri] {
+				if !slices.Contains(ts, t) {
+					ts = append(ts, t)
+				}
+			}
+		}
+		byList[key] = ts
+		return ts
+	}
+
+	index := map[columnKey]int{}
+	for _, col := range st.Columns {
+		if col.Relation < 0 && len(col.Candidates) == 0 {
+			continue
+		}
+		for _, t := range candidates(col) {
+			if col.Star {
+				c.AllColumns = true
+				c.addStar(index, t, col.Access)
+				continue
+			}
+			if col.Relation < 0 {
+				c.AllColumns = true
+			}
+			c.add(index, t, col.Name, t.ClassOf(col.Name), col.Access)
+		}
+	}
+	return c
+}
+
+type columnKey struct {
+	table *policy.Table
+	name  string
+}
+
+// resolveTables returns the classified tables a relation reference could
+// name.
+func resolveTables(r Relation, p *policy.Policy, searchPath []string) []*policy.Table {
+	if r.Schema != "" {
+		if t := p.Table(r.Schema, r.Name); t != nil {
+			return []*policy.Table{t}
+		}
+		return nil
+	}
+	anySchema := slices.Contains(searchPath, "$user")
+	var out []*policy.Table
+	for _, t := range p.Tables {
+		if t.Name == r.Name && (anySchema || slices.Contains(searchPath, t.Schema)) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (c *Classification) addStar(index map[columnKey]int, t *policy.Table, a Access) {
+	if t.Key != "" {
+		c.add(index, t, t.Key, policy.Other, a)
+	}
+	if t.Reference != "" {
+		c.add(index, t, t.Reference, policy.Other, a)
+	}
+	for _, col := range t.Columns {
+		c.add(index, t, col.Name, col.Class, a)
+	}
+}
+
+// add records a column once per table and name, merging accesses.
+func (c *Classification) add(index map[columnKey]int, t *policy.Table, name string,
+	class policy.Class, a Access) {
+	k := columnKey{t, name}
+	if i, ok := index[k]; ok {
+		c.Columns[i].Access |= a
+		return
+	}
+	index[k] = len(c.Columns)
+	c.Columns = append(c.Columns, ClassifiedColumn{Table: t, Name: name, Class: class, Access: a})
+}

@@ -1,0 +1,73 @@
+package rewrite
+
+import (
+	"fmt"
+
+	"github.com/privata/privata/policy"
+)
+
+// Action is what Decide says to do with a statement.
+type Action uint8
+
+// The actions. Later issues add rewrites.
+const (
+	Allow Action = iota
+	Refuse
+)
+
+func (a Action) String() string {
+	if a == Refuse {
+		return "refuse"
+	}
+	return "allow"
+}
+
+// Session is the context Decide judges a statement in.
+type Session struct {
+	// Role is the policy role the client is mapped to; nil when the
+	// policy maps it to none.
+	Role       *policy.Role
+	BreakGlass bool
+}
+
+// Decision is Decide's answer. For Refuse, SQLState, Message and Hint make
+// the ErrorResponse; they never contain a value from the statement.
+type Decision struct {
+	Action   Action
+	SQLState string
+	Message  string
+	Hint     string
+}
+
+// Decide judges an analysed and classified statement. It refuses a
+// statement that could change the session's role (42501) and one that
+// would make Privata's analysis of later statements wrong (0A000), and
+// allows the rest.
+func Decide(st *Statement, c Classification, s Session) Decision {
+	switch {
+	case st == nil:
+		return Decision{Action: Allow}
+	case st.RoleChange != "":
+		hint := "Privata runs each client as the role the policy maps it to. " +
+			"To act as another role, connect as a user mapped to it."
+		if s.Role != nil {
+			hint = fmt.Sprintf("This session runs as role %q, as the policy maps it. "+
+				"To act as another role, connect as a user mapped to it.", s.Role.PGRole)
+		}
+		return Decision{
+			Action:   Refuse,
+			SQLState: CodeInsufficientPriv,
+			Message:  "permission denied to change role through Privata: " + st.RoleChange,
+			Hint:     hint,
+		}
+	case st.Unsafe != "":
+		return Decision{
+			Action:   Refuse,
+			SQLState: CodeFeatureNotSupported,
+			Message:  "not supported through Privata: " + st.Unsafe,
+			Hint: "Privata reads every statement as PostgreSQL does only with " +
+				"standard_conforming_strings on and the client encoding UTF8.",
+		}
+	}
+	return Decision{Action: Allow}
+}

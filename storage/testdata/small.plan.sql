@@ -1,0 +1,669 @@
+-- Privata plan for cluster test (home regions it serves: us).
+-- `privata apply` runs exactly this, as one transaction.
+
+BEGIN;
+
+-- Serialise with every other change Privata makes to this database.
+SELECT pg_catalog.pg_advisory_xact_lock(31650994674824289);
+
+-- The statements below name everything with its schema.
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- Roles. privata_owner (no login, not a superuser) owns every derived object, so that
+-- forced row-level security binds it too. Membership in the four group roles
+-- privata_{identity,clinical}_{full,masked} is what the access views and the base tables'
+-- grants look at. Missing policy roles are created without login.
+GRANT SELECT ON privata.secrets TO "privata_owner";
+
+-- Schemas for the base tables (privata_identity, privata_clinical) and the access views
+-- (privata_access), owned by privata_owner. Policy roles may look names up in them; what
+-- they may read is granted per table.
+CREATE SCHEMA "privata_identity" AUTHORIZATION "privata_owner";
+GRANT USAGE ON SCHEMA "privata_identity" TO "clerk", "doctor", "nurse";
+CREATE SCHEMA "privata_clinical" AUTHORIZATION "privata_owner";
+GRANT USAGE ON SCHEMA "privata_clinical" TO "clerk", "doctor", "nurse";
+CREATE SCHEMA "privata_access" AUTHORIZATION "privata_owner";
+GRANT USAGE ON SCHEMA "privata_access" TO "clerk", "doctor", "nurse";
+
+-- Which home regions this cluster serves; row-level security refuses identity rows of
+-- other regions.
+INSERT INTO privata.settings (cluster, regions, default_region)
+VALUES ('test', ARRAY['us']::text[], 'us')
+ON CONFLICT (one) DO UPDATE SET cluster = EXCLUDED.cluster,
+    regions = EXCLUDED.regions, default_region = EXCLUDED.default_region;
+
+-- privata.region_of(value) computes a subject's home region: the policy has no residency
+-- rule, so every subject lives in us.
+CREATE OR REPLACE FUNCTION privata.region_of(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $body$
+SELECT 'us'::text$body$;
+
+-- Role memberships: each policy role is a member of exactly the group roles its access
+-- implies.
+GRANT "privata_identity_full" TO "clerk", "doctor";
+GRANT "privata_identity_masked" TO "nurse";
+GRANT "privata_clinical_full" TO "doctor", "nurse";
+
+-- Keep every other session away from the tables this plan converts until it commits.
+LOCK TABLE "public"."people", "public"."visits", "public"."findings" IN ACCESS EXCLUSIVE MODE;
+
+-- Serial sequences move to the schema of the base table that will own them (PostgreSQL
+-- keeps an owned sequence in its table's schema). Their values go on.
+ALTER SEQUENCE "public"."people_id_seq" OWNED BY NONE;
+ALTER SEQUENCE "public"."people_id_seq" SET SCHEMA "privata_identity";
+
+-- Base tables, owned by privata_owner. A subject's identity table holds its key, a random
+-- pseudonym, its home region and the identity columns; its clinical table holds the
+-- pseudonym and the clinical columns. A child's clinical table holds its columns with the
+-- subject's pseudonym in place of the reference column.
+CREATE TABLE "privata_identity"."people" (
+    "id" integer DEFAULT nextval('privata_identity.people_id_seq'::regclass) NOT NULL,
+    "privata_pseudonym" uuid DEFAULT privata.new_pseudonym() NOT NULL,
+    "privata_region" text NOT NULL,
+    "ssn" text NOT NULL,
+    "name" text NOT NULL,
+    "born" date,
+    "email" character varying(40) DEFAULT 'none@example.org'::character varying
+);
+ALTER TABLE "privata_identity"."people" OWNER TO "privata_owner";
+COMMENT ON TABLE "privata_identity"."people" IS 'one row per person';
+COMMENT ON COLUMN "privata_identity"."people"."ssn" IS 'social security number';
+CREATE TABLE "privata_clinical"."people" (
+    "privata_pseudonym" uuid NOT NULL,
+    "blood" text,
+    "note" text,
+    "created" timestamp with time zone DEFAULT now() NOT NULL
+);
+ALTER TABLE "privata_clinical"."people" OWNER TO "privata_owner";
+CREATE TABLE "privata_clinical"."visits" (
+    "privata_pseudonym" uuid NOT NULL,
+    "id" bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME "privata_clinical"."visits_id_seq" START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE) NOT NULL,
+    "at" timestamp with time zone DEFAULT now() NOT NULL,
+    "reason" text NOT NULL,
+    "cost" numeric(10,2)
+);
+ALTER TABLE "privata_clinical"."visits" OWNER TO "privata_owner";
+CREATE TABLE "privata_clinical"."findings" (
+    "privata_pseudonym" uuid,
+    "visit" bigint,
+    "code" text NOT NULL,
+    "value" text
+);
+ALTER TABLE "privata_clinical"."findings" OWNER TO "privata_owner";
+
+-- Copy the rows. Every subject gets a fresh random pseudonym and its home region from the
+-- residency rule.
+INSERT INTO "privata_identity"."people" ("id", "privata_region", "ssn", "name", "born", "email") OVERRIDING SYSTEM VALUE
+SELECT t."id", privata.region_of(NULL), t."ssn", t."name", t."born", t."email"
+  FROM "public"."people" t;
+
+-- Copy the clinical rows, linked by pseudonym; children find their subject's pseudonym by
+-- the key in their reference column.
+INSERT INTO "privata_clinical"."people" ("privata_pseudonym", "blood", "note", "created") OVERRIDING SYSTEM VALUE
+SELECT i."privata_pseudonym", t."blood", t."note", t."created"
+  FROM "public"."people" t
+  JOIN "privata_identity"."people" i ON i."id" = t."id";
+INSERT INTO "privata_clinical"."visits" ("privata_pseudonym", "id", "at", "reason", "cost") OVERRIDING SYSTEM VALUE
+SELECT s."privata_pseudonym", t."id", t."at", t."reason", t."cost"
+  FROM "public"."visits" t
+  LEFT JOIN "privata_identity"."people" s ON s."id" = t."person";
+INSERT INTO "privata_clinical"."findings" ("privata_pseudonym", "visit", "code", "value") OVERRIDING SYSTEM VALUE
+SELECT s."privata_pseudonym", t."visit", t."code", t."value"
+  FROM "public"."findings" t
+  LEFT JOIN "privata_identity"."people" s ON s."id" = t."person";
+
+-- Recreate the original tables' keys, constraints and indexes on the base table that
+-- holds their columns, under their original names.
+ALTER TABLE "privata_identity"."people" ADD CONSTRAINT "people_pkey" PRIMARY KEY (id);
+ALTER TABLE "privata_identity"."people" ADD CONSTRAINT "people_privata_pseudonym_key" UNIQUE ("privata_pseudonym");
+ALTER TABLE "privata_clinical"."people" ADD CONSTRAINT "people_pkey" PRIMARY KEY ("privata_pseudonym");
+ALTER TABLE "privata_clinical"."people" ADD CONSTRAINT "people_blood_check" CHECK ((blood = ANY (ARRAY['A'::text, 'B'::text, 'AB'::text, 'O'::text])));
+ALTER TABLE "privata_identity"."people" ADD CONSTRAINT "people_born_check" CHECK ((born > '1900-01-01'::date));
+ALTER TABLE "privata_identity"."people" ADD CONSTRAINT "people_ssn_key" UNIQUE (ssn);
+CREATE INDEX people_name ON "privata_identity"."people" USING btree (lower(name));
+CREATE INDEX "visits_privata_pseudonym_idx" ON "privata_clinical"."visits" ("privata_pseudonym");
+ALTER TABLE "privata_clinical"."visits" ADD CONSTRAINT "visits_cost_check" CHECK ((cost >= (0)::numeric));
+ALTER TABLE "privata_clinical"."visits" ADD CONSTRAINT "visits_pkey" PRIMARY KEY (id);
+CREATE INDEX "findings_privata_pseudonym_idx" ON "privata_clinical"."findings" ("privata_pseudonym");
+
+-- Recreate the foreign keys between the base tables and to other tables, with their
+-- actions. A child's reference to its subject becomes a foreign key on the pseudonym.
+ALTER TABLE "privata_clinical"."visits" ADD CONSTRAINT "visits_person_fkey" FOREIGN KEY ("privata_pseudonym") REFERENCES "privata_clinical"."people" ("privata_pseudonym") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "privata_clinical"."findings" ADD CONSTRAINT "findings_person_fkey" FOREIGN KEY ("privata_pseudonym") REFERENCES "privata_clinical"."people" ("privata_pseudonym") ON UPDATE NO ACTION ON DELETE RESTRICT;
+ALTER TABLE "privata_clinical"."findings" ADD CONSTRAINT "findings_visit_fkey" FOREIGN KEY ("visit") REFERENCES "privata_clinical"."visits" ("id") ON UPDATE NO ACTION ON DELETE CASCADE;
+
+-- Sequences: identity columns continue where they stood; moved serial sequences belong to
+-- their new columns.
+ALTER SEQUENCE "privata_identity"."people_id_seq" OWNER TO "privata_owner";
+ALTER SEQUENCE "privata_identity"."people_id_seq" OWNED BY "privata_identity"."people"."id";
+SELECT pg_catalog.setval('privata_clinical.visits_id_seq', s.last_value, s.is_called) FROM "public"."visits_id_seq" s;
+
+-- Drop the original tables; the views below take their names.
+DROP TABLE "public"."people", "public"."visits", "public"."findings";
+
+-- public.people: a plain table converted in place. public.people becomes a view with the
+-- original columns in their order. It reads the access views in privata_access, owned by
+-- privata_owner, whose columns show each value in full, masked or not at all by the
+-- reader's policy role. Defaults of the base tables are copied onto the view, so that
+-- INSERT sees them.
+CREATE OR REPLACE VIEW "privata_access"."people_identity" AS
+SELECT t."id",
+       t."privata_pseudonym",
+       t."privata_region",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_identity_full', 'USAGE')) THEN t."ssn"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_identity_masked', 'USAGE')) THEN privata.mask_last4(t."ssn"::text) END AS text) AS "ssn",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_identity_full', 'USAGE')) THEN t."name"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_identity_masked', 'USAGE')) THEN privata.mask_partial(t."name"::text) END AS text) AS "name",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_identity_full', 'USAGE')) THEN t."born"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_identity_masked', 'USAGE')) THEN privata.mask_year(t."born"::date) END AS date) AS "born",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_identity_full', 'USAGE')) THEN t."email"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_identity_masked', 'USAGE')) THEN privata.mask_partial(t."email"::text) END AS character varying(40)) AS "email"
+  FROM "privata_identity"."people" t;
+ALTER VIEW "privata_access"."people_identity" OWNER TO "privata_owner";
+CREATE OR REPLACE VIEW "privata_access"."people_clinical" AS
+SELECT t."privata_pseudonym",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."blood"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."blood"::text) END AS text) AS "blood",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."note"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."note"::text) END AS text) AS "note",
+       t."created"
+  FROM "privata_clinical"."people" t;
+ALTER VIEW "privata_access"."people_clinical" OWNER TO "privata_owner";
+CREATE OR REPLACE VIEW "public"."people" WITH (security_invoker = true) AS
+SELECT i."id",
+       i."ssn",
+       i."name",
+       i."born",
+       i."email",
+       c."blood",
+       c."note",
+       c."created"
+  FROM "privata_access"."people_identity" i
+  LEFT JOIN "privata_access"."people_clinical" c ON c."privata_pseudonym" = i."privata_pseudonym";
+ALTER VIEW "public"."people" OWNER TO "privata_owner";
+COMMENT ON VIEW "public"."people" IS 'one row per person';
+ALTER VIEW "public"."people" ALTER COLUMN "id" SET DEFAULT nextval('privata_identity.people_id_seq'::regclass);
+COMMENT ON COLUMN "public"."people"."ssn" IS 'social security number';
+ALTER VIEW "public"."people" ALTER COLUMN "email" SET DEFAULT 'none@example.org'::character varying;
+ALTER VIEW "public"."people" ALTER COLUMN "created" SET DEFAULT now();
+
+-- public.people: INSTEAD OF triggers split each row written to public.people: identity
+-- columns to "privata_identity"."people", clinical columns to
+-- "privata_clinical"."people", linked by a new random pseudonym. An update writes a base
+-- table only when one of its columns changed, so a role that reads masked identity values
+-- can still update clinical ones.
+CREATE OR REPLACE FUNCTION "privata_access"."people_insert"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+BEGIN
+    INSERT INTO "privata_identity"."people" ("id", "privata_region", "ssn", "name", "born", "email")
+    VALUES (NEW."id", privata.region_of(NULL), NEW."ssn", NEW."name", NEW."born", NEW."email")
+    RETURNING "privata_pseudonym" INTO privata_p;
+    INSERT INTO "privata_clinical"."people" ("privata_pseudonym", "blood", "note", "created")
+    VALUES (privata_p, NEW."blood", NEW."note", NEW."created");
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."people_insert"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."people_insert"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_insert" INSTEAD OF INSERT ON "public"."people"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."people_insert"();
+CREATE OR REPLACE FUNCTION "privata_access"."people_update"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+BEGIN
+    IF NEW."id"::text IS DISTINCT FROM OLD."id"::text
+        OR NEW."ssn"::text IS DISTINCT FROM OLD."ssn"::text
+        OR NEW."name"::text IS DISTINCT FROM OLD."name"::text
+        OR NEW."born"::text IS DISTINCT FROM OLD."born"::text
+        OR NEW."email"::text IS DISTINCT FROM OLD."email"::text THEN
+        IF NEW."id" IS DISTINCT FROM OLD."id" THEN
+            SELECT "privata_pseudonym" INTO privata_p FROM "privata_identity"."people" WHERE "id" = OLD."id";
+            IF EXISTS (SELECT FROM "privata_clinical"."visits" WHERE "privata_pseudonym" = privata_p) THEN
+                RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', MESSAGE = 'update or delete on table "people" violates foreign key constraint "visits_person_fkey" on table "visits"',
+                    DETAIL = 'Key (id) is still referenced from table "visits".', TABLE = 'people', CONSTRAINT = 'visits_person_fkey';
+            END IF;
+            IF EXISTS (SELECT FROM "privata_clinical"."findings" WHERE "privata_pseudonym" = privata_p) THEN
+                RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', MESSAGE = 'update or delete on table "people" violates foreign key constraint "findings_person_fkey" on table "findings"',
+                    DETAIL = 'Key (id) is still referenced from table "findings".', TABLE = 'people', CONSTRAINT = 'findings_person_fkey';
+            END IF;
+        END IF;
+        UPDATE "privata_identity"."people"
+           SET "id" = NEW."id",
+               "ssn" = NEW."ssn",
+               "name" = NEW."name",
+               "born" = NEW."born",
+               "email" = NEW."email",
+               "privata_region" = privata.region_of(NULL)
+         WHERE "id" = OLD."id"
+        RETURNING "privata_pseudonym" INTO privata_p;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    IF NEW."blood"::text IS DISTINCT FROM OLD."blood"::text
+        OR NEW."note"::text IS DISTINCT FROM OLD."note"::text
+        OR NEW."created"::text IS DISTINCT FROM OLD."created"::text THEN
+        IF privata_p IS NULL THEN
+            SELECT "privata_pseudonym" INTO privata_p FROM "privata_identity"."people" WHERE "id" = OLD."id";
+        END IF;
+        UPDATE "privata_clinical"."people"
+           SET "blood" = NEW."blood",
+               "note" = NEW."note",
+               "created" = NEW."created"
+         WHERE "privata_pseudonym" = privata_p;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."people_update"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."people_update"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_update" INSTEAD OF UPDATE ON "public"."people"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."people_update"();
+CREATE OR REPLACE FUNCTION "privata_access"."people_delete"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+BEGIN
+    DELETE FROM "privata_identity"."people" WHERE "id" = OLD."id"
+    RETURNING "privata_pseudonym" INTO privata_p;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM "privata_clinical"."people" WHERE "privata_pseudonym" = privata_p;
+    RETURN OLD;
+END
+$body$;
+ALTER FUNCTION "privata_access"."people_delete"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."people_delete"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_delete" INSTEAD OF DELETE ON "public"."people"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."people_delete"();
+
+-- public.people: Grants. The policy's roles may use public.people and read its access
+-- views; they may read only the key and the pseudonym of the base tables, so that no
+-- value reaches them but through the access views (not by COPY, functions or pg_stats).
+-- Writes run with the writer's own privileges: only members of privata_identity_full and
+-- privata_clinical_full may write the identity and the clinical base tables. The original
+-- table's grants are kept on the view.
+GRANT DELETE, INSERT, REFERENCES, SELECT, TRIGGER, TRUNCATE, UPDATE ON "public"."people" TO "postgres";
+GRANT SELECT, INSERT, UPDATE, DELETE ON "public"."people" TO "clerk", "doctor", "nurse";
+GRANT SELECT ON "privata_access"."people_identity" TO "clerk", "doctor", "nurse", "postgres";
+GRANT SELECT ON "privata_access"."people_clinical" TO "clerk", "doctor", "nurse", "postgres";
+GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
+REVOKE ALL ON "privata_identity"."people" FROM PUBLIC;
+GRANT SELECT ("id", "privata_pseudonym") ON "privata_identity"."people" TO "clerk", "doctor", "nurse";
+GRANT INSERT ("id", "privata_region", "ssn", "name", "born", "email"), UPDATE ("id", "privata_region", "ssn", "name", "born", "email"), DELETE ON "privata_identity"."people" TO "privata_identity_full";
+GRANT USAGE ON SEQUENCE privata_identity.people_id_seq TO "privata_identity_full";
+REVOKE ALL ON "privata_clinical"."people" FROM PUBLIC;
+GRANT SELECT ("privata_pseudonym") ON "privata_clinical"."people" TO "clerk", "doctor", "nurse";
+GRANT INSERT ("privata_pseudonym", "blood", "note", "created"), UPDATE ("blood", "note", "created"), DELETE ON "privata_clinical"."people" TO "privata_clinical_full";
+
+-- public.people: Row-level security, forced so that it binds the owner too: every policy
+-- role may read and write rows through the views, and a new identity row must belong to a
+-- home region this cluster serves (privata.regions()). REPLICA IDENTITY FULL gives the
+-- audit's change stream whole old rows.
+ALTER TABLE "privata_identity"."people" OWNER TO "privata_owner";
+ALTER TABLE "privata_identity"."people" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, REPLICA IDENTITY FULL;
+CREATE POLICY "privata" ON "privata_identity"."people" USING (true) WITH CHECK ("privata_region" = ANY (privata.regions()));
+ALTER TABLE "privata_clinical"."people" OWNER TO "privata_owner";
+ALTER TABLE "privata_clinical"."people" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, REPLICA IDENTITY FULL;
+CREATE POLICY "privata" ON "privata_clinical"."people" USING (true) WITH CHECK (true);
+
+-- public.visits: a plain table converted in place. public.visits becomes a view with the
+-- original columns in their order. It reads the access views in privata_access, owned by
+-- privata_owner, whose columns show each value in full, masked or not at all by the
+-- reader's policy role. Defaults of the base tables are copied onto the view, so that
+-- INSERT sees them.
+CREATE OR REPLACE VIEW "privata_access"."visits_clinical" AS
+SELECT t."id",
+       s."id" AS "person",
+       t."at",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."reason"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."reason"::text) END AS text) AS "reason",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."cost"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN NULL END AS numeric(10,2)) AS "cost",
+       t."privata_pseudonym",
+       t.ctid AS "privata_row"
+  FROM "privata_clinical"."visits" t
+  LEFT JOIN "privata_identity"."people" s ON s."privata_pseudonym" = t."privata_pseudonym";
+ALTER VIEW "privata_access"."visits_clinical" OWNER TO "privata_owner";
+CREATE OR REPLACE VIEW "public"."visits" WITH (security_invoker = true) AS
+SELECT a."id",
+       a."person",
+       a."at",
+       a."reason",
+       a."cost"
+  FROM "privata_access"."visits_clinical" a;
+ALTER VIEW "public"."visits" OWNER TO "privata_owner";
+ALTER VIEW "public"."visits" ALTER COLUMN "at" SET DEFAULT now();
+
+-- public.visits: INSTEAD OF triggers write public.visits's rows to
+-- "privata_clinical"."visits", with the subject's pseudonym in place of person; a person
+-- that names no subject fails as the foreign key did (23503).
+CREATE OR REPLACE FUNCTION "privata_access"."visits_insert"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+BEGIN
+    IF NEW."id" IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'generated_always',
+            MESSAGE = 'cannot insert a non-DEFAULT value into column "id"', DETAIL = 'Column "id" is an identity column defined as GENERATED ALWAYS.';
+    END IF;
+    NEW."id" := pg_catalog.nextval('privata_clinical.visits_id_seq'::pg_catalog.regclass);
+    privata_p := NULL;
+    IF NEW."person" IS NOT NULL THEN
+        SELECT s."privata_pseudonym" INTO privata_p FROM "privata_identity"."people" s WHERE s."id" = NEW."person";
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', MESSAGE = 'insert or update on table "visits" violates foreign key constraint "visits_person_fkey"',
+                DETAIL = 'Key (person) is not present in table "people".', TABLE = 'visits', CONSTRAINT = 'visits_person_fkey';
+        END IF;
+    END IF;
+    INSERT INTO "privata_clinical"."visits" ("privata_pseudonym", "id", "at", "reason", "cost") OVERRIDING SYSTEM VALUE
+    VALUES (privata_p, NEW."id", NEW."at", NEW."reason", NEW."cost");
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."visits_insert"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."visits_insert"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_insert" INSTEAD OF INSERT ON "public"."visits"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."visits_insert"();
+CREATE OR REPLACE FUNCTION "privata_access"."visits_update"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+BEGIN
+    IF NEW."id" IS DISTINCT FROM OLD."id" THEN
+        RAISE EXCEPTION USING ERRCODE = 'generated_always',
+            MESSAGE = 'column "id" can only be updated to DEFAULT', DETAIL = 'Column "id" is an identity column defined as GENERATED ALWAYS.';
+    END IF;
+    IF NEW."person"::text IS NOT DISTINCT FROM OLD."person"::text THEN
+        UPDATE "privata_clinical"."visits"
+           SET "at" = NEW."at",
+               "reason" = NEW."reason",
+               "cost" = NEW."cost"
+         WHERE "id" = OLD."id";
+    ELSE
+        privata_p := NULL;
+        IF NEW."person" IS NOT NULL THEN
+            SELECT s."privata_pseudonym" INTO privata_p FROM "privata_identity"."people" s WHERE s."id" = NEW."person";
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', MESSAGE = 'insert or update on table "visits" violates foreign key constraint "visits_person_fkey"',
+                    DETAIL = 'Key (person) is not present in table "people".', TABLE = 'visits', CONSTRAINT = 'visits_person_fkey';
+            END IF;
+        END IF;
+        UPDATE "privata_clinical"."visits"
+           SET "at" = NEW."at",
+               "reason" = NEW."reason",
+               "cost" = NEW."cost",
+               "privata_pseudonym" = privata_p
+         WHERE "id" = OLD."id";
+    END IF;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."visits_update"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."visits_update"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_update" INSTEAD OF UPDATE ON "public"."visits"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."visits_update"();
+CREATE OR REPLACE FUNCTION "privata_access"."visits_delete"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+BEGIN
+    DELETE FROM "privata_clinical"."visits" WHERE "id" = OLD."id";
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN OLD;
+END
+$body$;
+ALTER FUNCTION "privata_access"."visits_delete"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."visits_delete"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_delete" INSTEAD OF DELETE ON "public"."visits"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."visits_delete"();
+
+-- public.visits: Grants. The policy's roles may use public.visits and read its access
+-- views; they may read only the key and the pseudonym of the base tables, so that no
+-- value reaches them but through the access views (not by COPY, functions or pg_stats).
+-- Writes run with the writer's own privileges: only members of privata_identity_full and
+-- privata_clinical_full may write the identity and the clinical base tables. The original
+-- table's grants are kept on the view.
+GRANT DELETE, INSERT, REFERENCES, SELECT, TRIGGER, TRUNCATE, UPDATE ON "public"."visits" TO "postgres";
+GRANT SELECT, INSERT, UPDATE, DELETE ON "public"."visits" TO "clerk", "doctor", "nurse";
+GRANT SELECT ON "privata_access"."visits_clinical" TO "clerk", "doctor", "nurse", "postgres";
+GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
+REVOKE ALL ON "privata_clinical"."visits" FROM PUBLIC;
+GRANT SELECT ("privata_pseudonym") ON "privata_clinical"."visits" TO "clerk", "doctor", "nurse";
+GRANT INSERT ("privata_pseudonym", "id", "at", "reason", "cost"), UPDATE ("privata_pseudonym", "id", "at", "reason", "cost"), DELETE ON "privata_clinical"."visits" TO "privata_clinical_full";
+GRANT SELECT ("id") ON "privata_clinical"."visits" TO "privata_clinical_full";
+GRANT USAGE ON SEQUENCE privata_clinical.visits_id_seq TO "privata_clinical_full";
+
+-- public.visits: Row-level security, forced so that it binds the owner too: every policy
+-- role may read and write rows through the views, and a new identity row must belong to a
+-- home region this cluster serves (privata.regions()). REPLICA IDENTITY FULL gives the
+-- audit's change stream whole old rows.
+ALTER TABLE "privata_clinical"."visits" OWNER TO "privata_owner";
+ALTER TABLE "privata_clinical"."visits" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, REPLICA IDENTITY FULL;
+CREATE POLICY "privata" ON "privata_clinical"."visits" USING (true) WITH CHECK (true);
+
+-- public.findings: a plain table converted in place. public.findings becomes a view with
+-- the original columns in their order. It reads the access views in privata_access, owned
+-- by privata_owner, whose columns show each value in full, masked or not at all by the
+-- reader's policy role. Defaults of the base tables are copied onto the view, so that
+-- INSERT sees them.
+CREATE OR REPLACE VIEW "privata_access"."findings_clinical" AS
+SELECT s."id" AS "person",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."visit"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN NULL END AS bigint) AS "visit",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."code"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."code"::text) END AS text) AS "code",
+       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."value"
+                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."value"::text) END AS text) AS "value",
+       t."privata_pseudonym",
+       t.ctid AS "privata_row"
+  FROM "privata_clinical"."findings" t
+  LEFT JOIN "privata_identity"."people" s ON s."privata_pseudonym" = t."privata_pseudonym";
+ALTER VIEW "privata_access"."findings_clinical" OWNER TO "privata_owner";
+CREATE OR REPLACE VIEW "public"."findings" WITH (security_invoker = true) AS
+SELECT a."person",
+       a."visit",
+       a."code",
+       a."value"
+  FROM "privata_access"."findings_clinical" a;
+ALTER VIEW "public"."findings" OWNER TO "privata_owner";
+
+-- public.findings: INSTEAD OF triggers write public.findings's rows to
+-- "privata_clinical"."findings", with the subject's pseudonym in place of person; a
+-- person that names no subject fails as the foreign key did (23503).
+CREATE OR REPLACE FUNCTION "privata_access"."findings_insert"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+BEGIN
+    privata_p := NULL;
+    IF NEW."person" IS NOT NULL THEN
+        SELECT s."privata_pseudonym" INTO privata_p FROM "privata_identity"."people" s WHERE s."id" = NEW."person";
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', MESSAGE = 'insert or update on table "findings" violates foreign key constraint "findings_person_fkey"',
+                DETAIL = 'Key (person) is not present in table "people".', TABLE = 'findings', CONSTRAINT = 'findings_person_fkey';
+        END IF;
+    END IF;
+    INSERT INTO "privata_clinical"."findings" ("privata_pseudonym", "visit", "code", "value")
+    VALUES (privata_p, NEW."visit", NEW."code", NEW."value");
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."findings_insert"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."findings_insert"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_insert" INSTEAD OF INSERT ON "public"."findings"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."findings_insert"();
+CREATE OR REPLACE FUNCTION "privata_access"."findings_update"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+    privata_r tid;
+BEGIN
+    IF OLD."person" IS NULL THEN
+        SELECT a.privata_row INTO privata_r FROM "privata_access"."findings_clinical" a
+         WHERE a."person" IS NULL
+               AND a."visit"::text IS NOT DISTINCT FROM OLD."visit"::text
+               AND a."code"::text IS NOT DISTINCT FROM OLD."code"::text
+               AND a."value"::text IS NOT DISTINCT FROM OLD."value"::text
+         LIMIT 1;
+    ELSE
+        SELECT a.privata_row INTO privata_r FROM "privata_access"."findings_clinical" a
+         WHERE a."person" = OLD."person"
+               AND a."visit"::text IS NOT DISTINCT FROM OLD."visit"::text
+               AND a."code"::text IS NOT DISTINCT FROM OLD."code"::text
+               AND a."value"::text IS NOT DISTINCT FROM OLD."value"::text
+         LIMIT 1;
+    END IF;
+    IF NEW."person"::text IS NOT DISTINCT FROM OLD."person"::text THEN
+        UPDATE "privata_clinical"."findings"
+           SET "visit" = NEW."visit",
+               "code" = NEW."code",
+               "value" = NEW."value"
+         WHERE ctid = privata_r;
+    ELSE
+        privata_p := NULL;
+        IF NEW."person" IS NOT NULL THEN
+            SELECT s."privata_pseudonym" INTO privata_p FROM "privata_identity"."people" s WHERE s."id" = NEW."person";
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', MESSAGE = 'insert or update on table "findings" violates foreign key constraint "findings_person_fkey"',
+                    DETAIL = 'Key (person) is not present in table "people".', TABLE = 'findings', CONSTRAINT = 'findings_person_fkey';
+            END IF;
+        END IF;
+        UPDATE "privata_clinical"."findings"
+           SET "visit" = NEW."visit",
+               "code" = NEW."code",
+               "value" = NEW."value",
+               "privata_pseudonym" = privata_p
+         WHERE ctid = privata_r;
+    END IF;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."findings_update"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."findings_update"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_update" INSTEAD OF UPDATE ON "public"."findings"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."findings_update"();
+CREATE OR REPLACE FUNCTION "privata_access"."findings_delete"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_p uuid;
+    privata_r tid;
+BEGIN
+    IF OLD."person" IS NULL THEN
+        SELECT a.privata_row INTO privata_r FROM "privata_access"."findings_clinical" a
+         WHERE a."person" IS NULL
+               AND a."visit"::text IS NOT DISTINCT FROM OLD."visit"::text
+               AND a."code"::text IS NOT DISTINCT FROM OLD."code"::text
+               AND a."value"::text IS NOT DISTINCT FROM OLD."value"::text
+         LIMIT 1;
+    ELSE
+        SELECT a.privata_row INTO privata_r FROM "privata_access"."findings_clinical" a
+         WHERE a."person" = OLD."person"
+               AND a."visit"::text IS NOT DISTINCT FROM OLD."visit"::text
+               AND a."code"::text IS NOT DISTINCT FROM OLD."code"::text
+               AND a."value"::text IS NOT DISTINCT FROM OLD."value"::text
+         LIMIT 1;
+    END IF;
+    DELETE FROM "privata_clinical"."findings" WHERE ctid = privata_r;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    RETURN OLD;
+END
+$body$;
+ALTER FUNCTION "privata_access"."findings_delete"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."findings_delete"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_delete" INSTEAD OF DELETE ON "public"."findings"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."findings_delete"();
+
+-- public.findings: Grants. The policy's roles may use public.findings and read its access
+-- views; they may read only the key and the pseudonym of the base tables, so that no
+-- value reaches them but through the access views (not by COPY, functions or pg_stats).
+-- Writes run with the writer's own privileges: only members of privata_identity_full and
+-- privata_clinical_full may write the identity and the clinical base tables. The original
+-- table's grants are kept on the view.
+GRANT DELETE, INSERT, REFERENCES, SELECT, TRIGGER, TRUNCATE, UPDATE ON "public"."findings" TO "postgres";
+GRANT SELECT, INSERT, UPDATE, DELETE ON "public"."findings" TO "clerk", "doctor", "nurse";
+GRANT SELECT ON "privata_access"."findings_clinical" TO "clerk", "doctor", "nurse", "postgres";
+GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
+REVOKE ALL ON "privata_clinical"."findings" FROM PUBLIC;
+GRANT SELECT ("privata_pseudonym") ON "privata_clinical"."findings" TO "clerk", "doctor", "nurse";
+GRANT INSERT ("privata_pseudonym", "visit", "code", "value"), UPDATE ("privata_pseudonym", "visit", "code", "value"), DELETE ON "privata_clinical"."findings" TO "privata_clinical_full";
+GRANT SELECT ("ctid") ON "privata_clinical"."findings" TO "privata_clinical_full";
+
+-- public.findings: Row-level security, forced so that it binds the owner too: every
+-- policy role may read and write rows through the views, and a new identity row must
+-- belong to a home region this cluster serves (privata.regions()). REPLICA IDENTITY FULL
+-- gives the audit's change stream whole old rows.
+ALTER TABLE "privata_clinical"."findings" OWNER TO "privata_owner";
+ALTER TABLE "privata_clinical"."findings" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, REPLICA IDENTITY FULL;
+CREATE POLICY "privata" ON "privata_clinical"."findings" USING (true) WITH CHECK (true);
+
+-- Record what is split and how in privata.tables, with the hash of what was derived and a
+-- fingerprint of the catalog, so that the next plan can tell a policy change, or a change
+-- made behind Privata's back, from nothing to do.
+INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
+    subject_schema, subject_table, reference_column, reference_type, columns, app_grants,
+    derived_hash, catalog_hash, applied_at)
+VALUES ('public', 'people', 'subject', 'id', NULL, NULL, NULL, NULL,
+    ARRAY['id', 'ssn', 'name', 'born', 'email', 'blood', 'note', 'created']::text[],
+    ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
+    'f32881d8221ad3792c4a0791e4192a2481c9a8c6ea12ac1545f9231077697bd3', privata.fingerprint('public', 'people'), pg_catalog.now())
+ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
+    key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
+    subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
+    reference_type = EXCLUDED.reference_type, columns = EXCLUDED.columns,
+    app_grants = EXCLUDED.app_grants, derived_hash = EXCLUDED.derived_hash,
+    catalog_hash = EXCLUDED.catalog_hash, applied_at = EXCLUDED.applied_at;
+INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
+    subject_schema, subject_table, reference_column, reference_type, columns, app_grants,
+    derived_hash, catalog_hash, applied_at)
+VALUES ('public', 'visits', 'child', NULL, 'public', 'people', 'person', 'integer',
+    ARRAY['id', 'person', 'at', 'reason', 'cost']::text[],
+    ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
+    'e41b5dd028c2fc194809e93ef3943bfd30b1957c89d873353c48f80117acfcfb', privata.fingerprint('public', 'visits'), pg_catalog.now())
+ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
+    key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
+    subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
+    reference_type = EXCLUDED.reference_type, columns = EXCLUDED.columns,
+    app_grants = EXCLUDED.app_grants, derived_hash = EXCLUDED.derived_hash,
+    catalog_hash = EXCLUDED.catalog_hash, applied_at = EXCLUDED.applied_at;
+INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
+    subject_schema, subject_table, reference_column, reference_type, columns, app_grants,
+    derived_hash, catalog_hash, applied_at)
+VALUES ('public', 'findings', 'child', NULL, 'public', 'people', 'person', 'integer',
+    ARRAY['person', 'visit', 'code', 'value']::text[],
+    ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
+    '1821c9e562e579f6ab1fd838f4183a4a05f8edcc7d17e1d46703a4675cbbe8f1', privata.fingerprint('public', 'findings'), pg_catalog.now())
+ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
+    key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
+    subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
+    reference_type = EXCLUDED.reference_type, columns = EXCLUDED.columns,
+    app_grants = EXCLUDED.app_grants, derived_hash = EXCLUDED.derived_hash,
+    catalog_hash = EXCLUDED.catalog_hash, applied_at = EXCLUDED.applied_at;
+
+COMMIT;
