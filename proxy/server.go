@@ -71,6 +71,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	conns    map[net.Conn]struct{} // accepted connections, until their goroutine ends
 	cancels  map[cancelKey]*session
 	closed   bool
 	wg       sync.WaitGroup
@@ -92,6 +93,7 @@ func New(cfg *config.Config, pol *policy.Policy, opts Options) (*Server, error) 
 		cfg: cfg, pol: pol, opts: opts,
 		users:    map[string]*user{},
 		sessions: map[*session]struct{}{},
+		conns:    map[net.Conn]struct{}{},
 		cancels:  map[cancelKey]*session{},
 	}
 	srv.fakeSecret = make([]byte, 32)
@@ -167,7 +169,7 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		if !srv.track() {
+		if !srv.track(nc) {
 			nc.Close()
 			return nil
 		}
@@ -178,14 +180,23 @@ func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
-func (srv *Server) track() bool {
+// track counts a new connection's goroutine and remembers the connection
+// until that goroutine ends, so that Close can end it even mid-startup.
+func (srv *Server) track(nc net.Conn) bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.closed {
 		return false
 	}
 	srv.wg.Add(1)
+	srv.conns[nc] = struct{}{}
 	return true
+}
+
+func (srv *Server) untrack(nc net.Conn) {
+	srv.mu.Lock()
+	delete(srv.conns, nc)
+	srv.mu.Unlock()
 }
 
 func (srv *Server) isClosed() bool {
@@ -201,6 +212,9 @@ func (srv *Server) Close() error {
 	for s := range srv.sessions {
 		s.kill()
 	}
+	for nc := range srv.conns {
+		nc.Close()
+	}
 	srv.mu.Unlock()
 	srv.wg.Wait()
 	if srv.authPool != nil {
@@ -211,6 +225,7 @@ func (srv *Server) Close() error {
 
 // serveConn runs one client connection from its first byte to its end.
 func (srv *Server) serveConn(nc net.Conn) {
+	defer srv.untrack(nc)
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}

@@ -137,10 +137,14 @@ func unexpected(err error) error {
 
 // writeHeader writes a message's type byte and length for an n-byte body.
 func writeHeader(w *bufio.Writer, typ byte, n int) {
-	var h [5]byte
-	h[0] = typ
-	binary.BigEndian.PutUint32(h[1:], uint32(n+4))
-	w.Write(h[:])
+	// Byte by byte: a [5]byte passed to Write would escape, one allocation
+	// per message.
+	l := uint32(n + 4)
+	w.WriteByte(typ)
+	w.WriteByte(byte(l >> 24))
+	w.WriteByte(byte(l >> 16))
+	w.WriteByte(byte(l >> 8))
+	w.WriteByte(byte(l))
 }
 
 // writeMessage writes a whole message.
