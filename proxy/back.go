@@ -208,6 +208,9 @@ func (s *session) relayError(n int) error {
 		}
 	case e.refusal != nil:
 		s.cw.Write(e.refusal)
+	case e.vital && errorCode(body) == codeInFailedTransaction:
+		// The reset ran in (or caused) an aborted transaction: it did not
+		// take effect, and the role is as it was.
 	case e.vital:
 		return s.end(fatalf(codeInsufficientPriv, "could not take on role %q again after the "+
 			"session was reset; the session is ended", s.role.PGRole))
@@ -223,6 +226,22 @@ func (s *session) relayError(n int) error {
 		s.pop()
 	}
 	return nil
+}
+
+// errorCode returns the SQLSTATE of an ErrorResponse body.
+func errorCode(body []byte) string {
+	for len(body) > 1 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return ""
+		}
+		if f == 'C' {
+			return string(v)
+		}
+		body = rest
+	}
+	return ""
 }
 
 // isFatal reports whether an ErrorResponse body has severity FATAL or PANIC.

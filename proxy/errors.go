@@ -10,15 +10,16 @@ import (
 
 // SQLSTATEs Privata answers with itself.
 const (
-	codeProtocolViolation  = "08P01"
-	codeConnectionFailure  = "08006"
-	codeInvalidAuthSpec    = "28000"
-	codeInvalidPassword    = "28P01"
-	codeInvalidCatalog     = "3D000"
-	codeInsufficientPriv   = "42501"
-	codeFeatureNotSupport  = "0A000"
-	codeAdminShutdown      = "57P01"
-	codeTooManyConnections = "53300"
+	codeProtocolViolation   = "08P01"
+	codeConnectionFailure   = "08006"
+	codeInvalidAuthSpec     = "28000"
+	codeInvalidPassword     = "28P01"
+	codeInvalidCatalog      = "3D000"
+	codeInsufficientPriv    = "42501"
+	codeFeatureNotSupport   = "0A000"
+	codeAdminShutdown       = "57P01"
+	codeTooManyConnections  = "53300"
+	codeInFailedTransaction = "25P02"
 )
 
 // Error is an error Privata sends to a client as an ErrorResponse. Its

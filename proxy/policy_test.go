@@ -99,6 +99,29 @@ func TestDiscardAllAndResetAllKeepTheRole(t *testing.T) {
 			}
 		}
 	}
+	// DISCARD ALL refused by PostgreSQL inside a transaction block: the
+	// session goes on, with its role.
+	conn := e.connect(t, "analyst")
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "DISCARD ALL"); sqlstate(err) != "25001" {
+		t.Fatalf("DISCARD ALL in a block: %v, want 25001", err)
+	}
+	tx.Rollback(ctx)
+	if who := currentUser(t, conn); who != "analyst" {
+		t.Fatalf("after a failed DISCARD ALL current_user = %q", who)
+	}
+	w0 := e.wire(t, "analyst")
+	w0.send(&pgproto3.Query{String: "BEGIN; DISCARD ALL"})
+	expect(t, w0.recv("ReadyForQuery"), "CommandComplete:BEGIN", "Error:25001", "ReadyForQuery:E")
+	w0.send(&pgproto3.Query{String: "ROLLBACK"})
+	expect(t, w0.recv("ReadyForQuery"), "CommandComplete:ROLLBACK", "ReadyForQuery:I")
+	w0.send(&pgproto3.Query{String: "SELECT current_user"})
+	expect(t, w0.recv("ReadyForQuery"), "RowDescription", "DataRow:analyst",
+		"CommandComplete:SELECT 1", "ReadyForQuery:I")
+
 	// At the protocol level: DISCARD ALL and a query in one pipeline.
 	w := e.wire(t, "analyst")
 	w.send(&pgproto3.Parse{Query: "DISCARD ALL"}, &pgproto3.Bind{}, &pgproto3.Execute{},
