@@ -94,11 +94,13 @@ func TestAuthQueryLooksUpVerifiersUpstream(t *testing.T) {
 	if who := currentUser(t, conn); who != "reception" {
 		t.Fatalf("alice runs as %q, want the default role reception", who)
 	}
-	if code, _ := connectErr(t, strings.Replace(e.url("alice"), "alice@", "alice:nope@", 1)); code != codeInvalidPassword {
+	wrong := strings.Replace(e.url("alice"), "alice@", "alice:nope@", 1)
+	if code, _ := connectErr(t, wrong); code != codeInvalidPassword {
 		t.Fatalf("wrong password: %q, want 28P01", code)
 	}
 	// A role without a password has no verifier: refused like a wrong password.
-	if code, _ := connectErr(t, strings.Replace(e.url("clinician_md5"), "@", ":x@", 1)); code != codeInvalidPassword {
+	noVerifier := strings.Replace(e.url("clinician_md5"), "@", ":x@", 1)
+	if code, _ := connectErr(t, noVerifier); code != codeInvalidPassword {
 		t.Fatalf("user without verifier: %q, want 28P01", code)
 	}
 }
@@ -117,7 +119,8 @@ func TestStartupIsCheckedAndPassedUpstream(t *testing.T) {
 			t.Errorf("options %s: %q, want 42501", opt, code)
 		}
 	}
-	if code, _ := connectErr(t, e.url("clinician")+"&options=-c%20standard_conforming_strings%3Doff"); code != codeFeatureNotSupport {
+	scs := e.url("clinician") + "&options=-c%20standard_conforming_strings%3Doff"
+	if code, _ := connectErr(t, scs); code != codeFeatureNotSupport {
 		t.Errorf("standard_conforming_strings=off: %q, want 0A000", code)
 	}
 

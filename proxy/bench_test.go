@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // BenchmarkRelay runs the same prepared point query from 8 connections
@@ -64,4 +66,55 @@ func connectOrFail(b *testing.B, url string) *pgx.Conn {
 		b.Fatal(fmt.Errorf("connect: %w", err))
 	}
 	return c
+}
+
+// BenchmarkClientSide measures Privata's own work on the client side per
+// pgbench transaction (select-only), without network or PostgreSQL: the
+// messages are read from memory and forwarded to nowhere.
+func BenchmarkClientSide(b *testing.B) {
+	const perRun = 100
+	for _, tc := range []struct {
+		name string
+		msgs func(i int) []byte
+	}{
+		{"simple", func(i int) []byte {
+			return encode(&pgproto3.Query{String: fmt.Sprintf(
+				"SELECT abalance FROM pgbench_accounts WHERE aid = %d;", i*7919%100000)})
+		}},
+		{"extended", func(i int) []byte {
+			return encode(&pgproto3.Parse{Query: "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"},
+				&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(i))}},
+				&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		}},
+		{"prepared", func(i int) []byte {
+			return encode(&pgproto3.Bind{PreparedStatement: "P0_1", Parameters: [][]byte{[]byte(fmt.Sprint(i))}},
+				&pgproto3.Execute{}, &pgproto3.Sync{})
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var data []byte
+			data = append(data, encode(&pgproto3.Parse{Name: "P0_1",
+				Query: "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"})...)
+			for i := 0; i < perRun; i++ {
+				data = append(data, tc.msgs(i)...)
+			}
+			s := offlineSession(nil)
+			b.ReportAllocs()
+			b.ResetTimer()
+			s.q.ring = make([]entry, 1024)
+			src := bytes.NewReader(data)
+			s.cr = newReader(src, 1<<20)
+			for i := 0; i < b.N; i++ {
+				src.Reset(data)
+				s.cr.br.Reset(src)
+				if err := s.front(); err == nil {
+					b.Fatal("front ended without the end of its input")
+				}
+				for s.q.pending() {
+					s.q.pop()
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perRun), "ns/transaction")
+		})
+	}
 }

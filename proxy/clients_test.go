@@ -19,7 +19,8 @@ func TestPgxEveryQueryExecMode(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	ctx := context.Background()
 	setup := e.connect(t, "clinician")
-	if _, err := setup.Exec(ctx, `CREATE TABLE notes (id int PRIMARY KEY, body text, at timestamptz)`); err != nil {
+	_, err := setup.Exec(ctx, `CREATE TABLE notes (id int PRIMARY KEY, body text, at timestamptz)`)
+	if err != nil {
 		t.Fatal(err)
 	}
 	modes := []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,

@@ -79,16 +79,20 @@ func readError(err error) error {
 }
 
 // push records an entry before its message is written upstream.
+// When the queue is full, what was written upstream is flushed before
+// waiting for room, so that responses keep coming.
 func (s *session) push(e entry) error {
-	if s.q.full() {
-		if err := s.uw.Flush(); err != nil {
-			return errUpstreamWrite
-		}
-	}
 	if e.ctx {
 		s.ctx.begin()
 	}
-	if !s.q.push(e) {
+	ok, full := s.q.push(e, false)
+	if full {
+		if err := s.uw.Flush(); err != nil {
+			return errUpstreamWrite
+		}
+		ok, _ = s.q.push(e, true)
+	}
+	if !ok {
 		return errUpstreamWrite
 	}
 	return nil

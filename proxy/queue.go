@@ -71,23 +71,20 @@ func newQueue() *queue {
 	return q
 }
 
-// full reports whether a push would have to wait.
-func (q *queue) full() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.n >= maxPending
-}
-
-// push appends an entry, waiting while the queue is full. It returns false
-// when the queue was closed.
-func (q *queue) push(e entry) bool {
+// push appends an entry. When the queue is full it returns without
+// waiting if wait is false (full is then true), else it waits for room.
+// ok is false when the queue was closed.
+func (q *queue) push(e entry, wait bool) (ok, full bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.n >= maxPending && !q.closed {
+		if !wait {
+			return false, true
+		}
 		q.room.Wait()
 	}
 	if q.closed {
-		return false
+		return false, false
 	}
 	if q.n == len(q.ring) {
 		ring := make([]entry, 2*len(q.ring))
@@ -98,7 +95,7 @@ func (q *queue) push(e entry) bool {
 	}
 	q.ring[(q.head+q.n)%len(q.ring)] = e
 	q.n++
-	return true
+	return true, false
 }
 
 // pending reports whether any entry awaits responses.

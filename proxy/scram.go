@@ -184,7 +184,8 @@ func (s *scramServer) first(msg []byte) ([]byte, error) {
 		return nil, errSCRAM("client-first-message needs n= and r=")
 	}
 	cnonce, _, _ := strings.Cut(rest[2:], ",")
-	if cnonce == "" || strings.ContainsFunc(cnonce, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+	unprintable := func(r rune) bool { return r < 0x21 || r > 0x7e }
+	if cnonce == "" || strings.ContainsFunc(cnonce, unprintable) {
 		return nil, errSCRAM("bad client nonce")
 	}
 	snonce := make([]byte, 18)

@@ -156,7 +156,8 @@ func (s *session) connect(st *startup) error {
 		pc.Close(context.Background())
 		return upstreamError(s.srv.upstreamCluster, err)
 	}
-	s.up, s.pid, s.realKey, s.upTLS, s.upConfig = hc.Conn, hc.PID, hc.SecretKey, hc.TLSConfig, hc.Config
+	s.up, s.pid, s.realKey = hc.Conn, hc.PID, hc.SecretKey
+	s.upTLS, s.upConfig = hc.TLSConfig, hc.Config
 	s.upReader = upReader
 	s.up.SetDeadline(time.Time{})
 	if tc, ok := s.up.(*net.TCPConn); ok {

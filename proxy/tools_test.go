@@ -49,7 +49,8 @@ func TestPsqlSeveralStatementsAndCopyBothWays(t *testing.T) {
 	dump := filepath.Join(dir, "p.tsv")
 	run(t, "", nil, psql, "-X", "-v", "ON_ERROR_STOP=1", url, "-c", `\copy p TO '`+dump+`'`)
 	data, err := os.ReadFile(dump)
-	if err != nil || strings.Count(string(data), "\n") != 100 || !strings.Contains(string(data), "42\trow 42\n") {
+	lines := strings.Count(string(data), "\n")
+	if err != nil || lines != 100 || !strings.Contains(string(data), "42\trow 42\n") {
 		t.Fatalf("\\copy to wrote %d bytes, err %v", len(data), err)
 	}
 	run(t, "", nil, psql, "-X", "-v", "ON_ERROR_STOP=1", url, "-c", `\copy p FROM '`+dump+`'`)

@@ -19,7 +19,8 @@ func TestSplitOptionsLikePostgres(t *testing.T) {
 			t.Errorf("splitOptions(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
-	st := &startup{params: map[string]string{"options": `-c Privata.Actor=dr\ who -cDateStyle=ISO --statement-timeout=5s`,
+	st := &startup{params: map[string]string{
+		"options":          `-c Privata.Actor=dr\ who -cDateStyle=ISO --statement-timeout=5s`,
 		"application_name": "app"}}
 	want := map[string]string{"privata.actor": "dr who", "datestyle": "ISO",
 		"statement_timeout": "5s", "application_name": "app"}
