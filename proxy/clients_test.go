@@ -218,4 +218,22 @@ func TestCancelReachesOnlyThatClientsBackend(t *testing.T) {
 	if err := victim.Ping(ctx); err != nil {
 		t.Fatalf("victim unusable after cancel: %v", err)
 	}
+
+	// pgx cancels through the same request when a query's context ends:
+	// the backend stops running the statement.
+	pid := victim.PgConn().PID()
+	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := victim.Exec(cctx, "SELECT pg_sleep(600)"); err == nil {
+		t.Fatal("query outlived its context")
+	}
+	eventually(t, "cancelled statement stopped", func() error {
+		var n int
+		err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 "+
+			"AND state = 'active'", pid).Scan(&n)
+		if err == nil && n != 0 {
+			err = errors.New("still active")
+		}
+		return err
+	})
 }
