@@ -18,7 +18,6 @@ const (
 	codeInsufficientPriv    = "42501"
 	codeFeatureNotSupport   = "0A000"
 	codeAdminShutdown       = "57P01"
-	codeTooManyConnections  = "53300"
 	codeInFailedTransaction = "25P02"
 )
 
