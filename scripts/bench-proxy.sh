@@ -9,6 +9,7 @@
 # it asserts nothing.
 #
 #   scripts/bench-proxy.sh            # BENCH_SECONDS=10 per run, BENCH_SCALE=10
+#   BENCH_SCRIPTS=select-only BENCH_MODES=prepared BENCH_CLIENTS=8 scripts/bench-proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -121,9 +122,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 echo "== $SECONDS_PER_RUN s per run, scale $SCALE, $(nproc) cores; latency in ms"
 printf '%-12s %-8s %3s | %9s %7s %7s | %9s %7s %7s %5s | %9s %7s %7s %5s\n' \
   script mode cli "direct" p50 p99 "privata" p50 p99 ratio "pgbouncer" p50 p99 ratio
-for script in select-only tpcb-like; do
-  for mode in simple extended prepared; do
-    for clients in 1 8; do
+for script in ${BENCH_SCRIPTS:-select-only tpcb-like}; do
+  for mode in ${BENCH_MODES:-simple extended prepared}; do
+    for clients in ${BENCH_CLIENTS:-1 8}; do
       read -r dt d50 d99 < <(measure direct "$pg_port" "$script" "$mode" "$clients")
       read -r pt p50 p99 < <(measure privata "$px_port" "$script" "$mode" "$clients")
       read -r bt b50 b99 < <(measure pgbouncer "$pb_port" "$script" "$mode" "$clients")
