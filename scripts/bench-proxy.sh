@@ -35,11 +35,13 @@ work=$(mktemp -d /tmp/privata-bench.XXXXXX)
 chmod 755 "$work"
 cleanup() {
   [ -n "${PRIVATA_PID:-}" ] && kill "$PRIVATA_PID" 2>/dev/null && wait "$PRIVATA_PID" 2>/dev/null
-  [ -n "${BOUNCER_PID:-}" ] && kill "$BOUNCER_PID" 2>/dev/null
+  [ -f "$work/bouncer/pgbouncer.pid" ] && kill "$(cat "$work/bouncer/pgbouncer.pid")" 2>/dev/null
+  sleep 0.2
   stop_cluster "$work/data"
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 echo "== building privata"
 go build -o bin/privata ./cmd/controller
@@ -91,8 +93,8 @@ pidfile = $work/bouncer/pgbouncer.pid
 INI
 echo '"postgres" ""' >"$work/bouncer/users.txt"
 [ "$(id -u)" -eq 0 ] && chown -R postgres "$work/bouncer"
-as_pg "$PGBOUNCER" "$work/bouncer/pgbouncer.ini" >/dev/null 2>&1 &
-BOUNCER_PID=$!
+# -d: pgbouncer daemonizes and writes its pidfile; cleanup kills it by that.
+as_pg "$PGBOUNCER" -d "$work/bouncer/pgbouncer.ini" >/dev/null 2>&1
 for _ in $(seq 1 100); do
   "$bin/pg_isready" -q -h 127.0.0.1 -p "$pb_port" && break
   sleep 0.1

@@ -22,6 +22,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 echo "== fetching the pgx $PGX_VERSION test suite"
 mkdir "$work/mod"
