@@ -40,6 +40,8 @@ fuzz:
 # through PgBouncer (BENCH_SECONDS, BENCH_SCALE).
 bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
+	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Analyze|Guard' ./rewrite
+	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Relay|ClientSide' ./proxy
 	scripts/bench-proxy.sh
 
 clean:

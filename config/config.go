@@ -30,6 +30,7 @@ type Config struct {
 	Policies []string `yaml:"policies"`
 	Server   Server   `yaml:"server"`
 	Auth     Auth     `yaml:"auth"`
+	Audit    Audit    `yaml:"audit"`
 	Cache    Cache    `yaml:"cache"`
 
 	// File is the path the configuration was read from.
@@ -222,6 +223,7 @@ func Default() *Config {
 			Method: "scram",
 			Query:  "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin",
 		},
+		Audit: defaultAudit(),
 		Cache: Cache{
 			Backend:  "memory",
 			MaxBytes: 64 << 20,
@@ -260,6 +262,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+	c.Audit.anchor(dir)
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
@@ -308,6 +311,9 @@ func (c *Config) check() error {
 			errs = append(errs, fmt.Errorf("auth: user %s: password must be a SCRAM-SHA-256 verifier "+
 				"(privata passwd prints one); plain passwords are not stored", name))
 		}
+	}
+	if err := c.Audit.check(); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.Cache.check()...)
 	return errors.Join(errs...)

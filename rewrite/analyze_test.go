@@ -105,8 +105,9 @@ func TestRelationsAndColumns(t *testing.T) {
 			columns:   []string{"encounters.* r", "encounters.code r"},
 		},
 		{
-			name:      "a WITH query's body sees the table its name shadows",
-			sql:       "WITH patients AS (SELECT * FROM patients WHERE state = 'x') SELECT ssn FROM patients",
+			name: "a WITH query's body sees the table its name shadows",
+			sql: "WITH patients AS (SELECT * FROM patients WHERE state = 'x') " +
+				"SELECT ssn FROM patients",
 			relations: []string{"patients r"},
 			columns:   []string{"patients.* r", "patients.state r"},
 		},
@@ -234,8 +235,9 @@ func TestRelationsAndColumns(t *testing.T) {
 				"t.id w", "t.ssn w"},
 		},
 		{
-			name:      "a DELETE inside WITH writes",
-			sql:       "WITH gone AS (DELETE FROM patients WHERE id = 1 RETURNING *) SELECT count(*) FROM gone",
+			name: "a DELETE inside WITH writes",
+			sql: "WITH gone AS (DELETE FROM patients WHERE id = 1 RETURNING *) " +
+				"SELECT count(*) FROM gone",
 			relations: []string{"patients rw"},
 			columns:   []string{"patients.* r", "patients.* w", "patients.id r"},
 		},
@@ -294,8 +296,9 @@ func TestRelationsAndColumns(t *testing.T) {
 			relations: []string{"public.patients w"},
 		},
 		{
-			name:      "a subquery in the target list",
-			sql:       "SELECT (SELECT max(e.code) FROM encounters e WHERE e.patient = p.id) FROM patients p",
+			name: "a subquery in the target list",
+			sql: "SELECT (SELECT max(e.code) FROM encounters e WHERE e.patient = p.id) " +
+				"FROM patients p",
 			relations: []string{"patients p r", "encounters e r"},
 			columns:   []string{"e.code r", "e.patient r", "p.id r"},
 		},

@@ -21,6 +21,9 @@ const (
 	maxTextLimit = 1 << 30
 	// maxCachedText is the longest text the caches hold.
 	maxCachedText = 64 << 10
+	// DefaultCacheBytes bounds the texts (and shapes) each cache holds, in
+	// bytes of their keys; the analyses add about as much again.
+	DefaultCacheBytes = 32 << 20
 	// bigText is the size past which texts are analysed one at a time, so
 	// that concurrent clients cannot hold many large parse trees at once.
 	bigText = 256 << 10
@@ -33,13 +36,18 @@ var bigMu sync.Mutex
 type Option func(*options)
 
 type options struct {
-	maxBytes int
-	maxDepth int
+	maxBytes   int
+	maxDepth   int
+	cacheBytes int
 }
 
 // MaxTextBytes sets the longest text Analyze accepts; longer ones get a
 // 54000 error.
 func MaxTextBytes(n int) Option { return func(o *options) { o.maxBytes = n } }
+
+// CacheBytes bounds the bytes of text each of the Analyzer's two caches
+// holds.
+func CacheBytes(n int) Option { return func(o *options) { o.cacheBytes = n } }
 
 // MaxDepth sets how deeply nested a statement may be; deeper ones get a
 // 54001 error.
@@ -48,7 +56,8 @@ func MaxDepth(n int) Option { return func(o *options) { o.maxDepth = n } }
 // Analyzer parses and analyses statement texts. It keeps the analyses of
 // the most recently used texts (by exact text) and of the most recently
 // used shapes (texts that differ only in constants, see fastpath.go), each
-// in an LRU of cacheEntries entries. It is safe for concurrent use.
+// in an LRU of cacheEntries entries and CacheBytes bytes of text; texts
+// over 64 KiB are not cached. It is safe for concurrent use.
 type Analyzer struct {
 	opt    options
 	exact  *lru[*Analysis]
@@ -69,15 +78,17 @@ type CacheStats struct {
 // NewAnalyzer returns an Analyzer whose caches hold cacheEntries entries
 // each (0 disables them).
 func NewAnalyzer(cacheEntries int, opts ...Option) *Analyzer {
-	a := &Analyzer{
-		opt:    options{maxBytes: DefaultMaxTextBytes, maxDepth: DefaultMaxDepth},
-		exact:  newLRU[*Analysis](cacheEntries),
-		shapes: newLRU[*shapeEntry](cacheEntries),
-	}
+	a := &Analyzer{opt: options{
+		maxBytes:   DefaultMaxTextBytes,
+		maxDepth:   DefaultMaxDepth,
+		cacheBytes: DefaultCacheBytes,
+	}}
 	for _, o := range opts {
 		o(&a.opt)
 	}
 	a.opt.maxBytes = min(a.opt.maxBytes, maxTextLimit)
+	a.exact = newLRU[*Analysis](cacheEntries, a.opt.cacheBytes)
+	a.shapes = newLRU[*shapeEntry](cacheEntries, a.opt.cacheBytes)
 	return a
 }
 

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,6 +22,20 @@ func TestCacheCountsHitsAndMisses(t *testing.T) {
 	s := a.Stats()
 	if s.Hits != 1 || s.Misses != 4 || s.FastPathHits != 1 || s.Entries != 2 || s.Shapes != 2 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestCacheIsBoundedInBytes(t *testing.T) {
+	a := NewAnalyzer(1000, CacheBytes(10_000))
+	for i := range 100 {
+		sql := fmt.Sprintf("SELECT c%d FROM t /* %s */", i, strings.Repeat("x", 1000))
+		if _, err := a.Analyze(sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The texts take 1 KiB each; their shapes leave the comment out.
+	if s := a.Stats(); s.Entries > 10 || s.Entries == 0 || s.Shapes != 100 {
+		t.Fatalf("stats %+v; want at most 10 texts and 100 shapes", s)
 	}
 }
 

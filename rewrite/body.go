@@ -234,10 +234,10 @@ func (w *walker) plpgsql(body string) {
 	}
 	out, err := parsePlpgsql(w.text)
 	if err != nil {
-		e := parserError(err)
-		e.Position = 0
-		e.Detail = "The error is in the body of a DO block or function."
-		w.fail(e)
+		// pg_query's PL/pgSQL parser has no catalog and refuses some valid
+		// code (a cursor declared with CURSOR FOR, for one); PostgreSQL
+		// rejects what is really wrong. Read the code token by token.
+		w.scanUnparsed(body)
 		return
 	}
 	var funcs any
@@ -291,8 +291,35 @@ func (w *walker) plExpr(e map[string]any) {
 		sql = "SELECT " + afterAssignment(q)
 	}
 	if w.nested(sql) != nil {
-		w.roleChange("PL/pgSQL code that Privata cannot analyse")
+		w.scanUnparsed(q)
 	}
+}
+
+// scanUnparsed reads PL/pgSQL code that pg_query could not parse, token by
+// token, and counts as a role change any mention of what could change the
+// role: EXECUTE, DO, the words role and authorization, set_config() and the
+// functions that run SQL text. What the code reads and writes is unknown.
+func (w *walker) scanUnparsed(code string) {
+	l := lex(code)
+	for _, t := range l.toks {
+		word := ""
+		switch t.kind {
+		case tIdent:
+			word = strings.ToLower(l.tokText(t))
+		case tQIdent:
+			word = strings.ToLower(strings.Trim(l.tokText(t), `"`))
+		}
+		switch {
+		case word == "execute":
+			w.roleChange("dynamic SQL (EXECUTE), which Privata cannot analyse")
+		case word == "do" || word == "role" || word == "authorization" ||
+			word == paramSessionAuth || word == "set_config" || sqlTextArgs[word] != nil:
+			w.roleChange("PL/pgSQL code that Privata cannot parse and that mentions " + word)
+		case word == paramSCS || word == paramEncoding:
+			w.unsafe("PL/pgSQL code that Privata cannot parse and that mentions " + word)
+		}
+	}
+	w.opaque("PL/pgSQL code that Privata cannot parse")
 }
 
 // afterAssignment returns the expression of "target := expression".

@@ -20,8 +20,11 @@
 // set_config('role', ...), a DO block or function body that does either or
 // runs dynamic SQL, ...), and Unsafe, when it would make Privata misread
 // later statements (standard_conforming_strings off, a client encoding
-// other than UTF8). DO blocks are analysed with pg_query's PL/pgSQL parser:
-// every SQL statement and expression in them is parsed and walked in turn.
+// other than UTF8). Opaque marks the few statements that read tables they
+// do not name (schema_to_xml()). DO blocks and function bodies are
+// analysed with pg_query's PL/pgSQL parser: every SQL statement and
+// expression in them is parsed and walked in turn; SQL text given to
+// query_to_xml() and its kin is parsed too when it is a constant.
 //
 // Classify resolves the relations through a search path to the policy's
 // classified tables, and the columns to their classes. Decide turns the
@@ -38,6 +41,9 @@
 // and, from its tokens alone, how deep its parse tree can be (depth.go):
 // pg_query's C code crashes the process on trees some tens of thousands of
 // levels deep (SELECT 1+1+1+...), so such texts must never reach it.
+// Everything after the parse is linear in the text's size, and texts over
+// 256 KiB are analysed one at a time, so that a few clients cannot make
+// Privata hold many large trees at once.
 //
 // # Cache and fast path
 //

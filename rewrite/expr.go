@@ -109,20 +109,23 @@ func (w *walker) message(m protoreflect.Message, sc *scope) {
 	case *pg.WithClause, *pg.IntoClause, *pg.OnConflictClause:
 		// Only inside the statements walked above.
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
-			return true
+	// Fields in declaration order: Range's order is undefined, and the
+	// analysis must not vary from one run to the next.
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() || !m.Has(fd) {
+			continue
 		}
 		if fd.IsList() {
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				w.message(l.Get(i).Message(), sc)
+			l := m.Get(fd).List()
+			for j := 0; j < l.Len(); j++ {
+				w.message(l.Get(j).Message(), sc)
 			}
-			return true
+			continue
 		}
-		w.message(v.Message(), sc)
-		return true
-	})
+		w.message(m.Get(fd).Message(), sc)
+	}
 }
 
 // ddlNode walks a DDL message's fields generically.

@@ -162,8 +162,11 @@ func (e *shapeEntry) apply(l *lexer) *Analysis {
 	if len(e.an.Statements) > 1 || len(e.starts) > 0 && (e.starts[0] >= 0 || e.ends[0] >= 0) {
 		semis = semicolons(l)
 	}
-	out := &Analysis{Tags: commentTags(l), Statements: make([]*Statement, len(e.an.Statements)),
-		shareable: true}
+	out := &Analysis{Tags: commentTags(l), shareable: true}
+	if len(e.an.Statements) == 0 {
+		return out
+	}
+	out.Statements = make([]*Statement, len(e.an.Statements))
 	copies := make([]Statement, len(e.an.Statements))
 	for i, st := range e.an.Statements {
 		start, end := 0, len(l.text)

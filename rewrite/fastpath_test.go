@@ -56,7 +56,8 @@ func TestShapes(t *testing.T) {
 		alike bool
 	}{
 		{"integers", "SELECT a FROM t WHERE x = 1", "SELECT a FROM t WHERE x = 98765", true},
-		{"strings", "SELECT a FROM t WHERE x = 'a'", "SELECT a FROM t WHERE x = 'it''s -- /* x */'", true},
+		{"strings", "SELECT a FROM t WHERE x = 'a'",
+			"SELECT a FROM t WHERE x = 'it''s -- /* x */'", true},
 		{"decimals", "SELECT 1.5", "SELECT 2e10", true},
 		{"whitespace amounts", "SELECT  a\tFROM t", "SELECT a FROM   t", true},
 		{"comments", "SELECT 1 /*actor='a'*/", "SELECT 1 /* anything */", true},

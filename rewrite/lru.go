@@ -6,12 +6,15 @@ import (
 )
 
 // lru is a bounded map from strings to values that forgets the least
-// recently used entry first. It is safe for concurrent use.
+// recently used entry first. It holds at most limit entries whose keys
+// take at most maxBytes together. It is safe for concurrent use.
 type lru[V any] struct {
-	mu    sync.Mutex
-	limit int
-	order *list.List // front: most recently used
-	byKey map[string]*list.Element
+	mu       sync.Mutex
+	limit    int
+	maxBytes int
+	bytes    int
+	order    *list.List // front: most recently used
+	byKey    map[string]*list.Element
 }
 
 type lruEntry[V any] struct {
@@ -19,8 +22,9 @@ type lruEntry[V any] struct {
 	val V
 }
 
-func newLRU[V any](limit int) *lru[V] {
-	return &lru[V]{limit: limit, order: list.New(), byKey: make(map[string]*list.Element)}
+func newLRU[V any](limit, maxBytes int) *lru[V] {
+	return &lru[V]{limit: limit, maxBytes: maxBytes, order: list.New(),
+		byKey: make(map[string]*list.Element)}
 }
 
 func (c *lru[V]) get(key string) (V, bool) {
@@ -46,10 +50,13 @@ func (c *lru[V]) put(key string, val V) {
 		return
 	}
 	c.byKey[key] = c.order.PushFront(&lruEntry[V]{key: key, val: val})
-	for c.order.Len() > c.limit {
+	c.bytes += len(key)
+	for c.order.Len() > c.limit || c.bytes > c.maxBytes && c.order.Len() > 1 {
 		last := c.order.Back()
 		c.order.Remove(last)
-		delete(c.byKey, last.Value.(*lruEntry[V]).key)
+		k := last.Value.(*lruEntry[V]).key
+		delete(c.byKey, k)
+		c.bytes -= len(k)
 	}
 }
 

@@ -50,7 +50,8 @@ var roleCases = []roleCase{
 		setup: "SET ROLE privata_other", reason: "RESET SESSION AUTHORIZATION"},
 	{name: "set_config role", sql: "SELECT set_config('role', 'privata_other', false)",
 		reason: "set_config('role', ...)"},
-	{name: "set_config with an upper-case name", sql: "SELECT set_config('ROLE', 'privata_other', false)",
+	{name: "set_config with an upper-case name",
+		sql:    "SELECT set_config('ROLE', 'privata_other', false)",
 		reason: "set_config('role', ...)"},
 	{name: "set_config session_authorization",
 		sql:    "SELECT pg_catalog.set_config('session_authorization', 'privata_other', false)",
@@ -58,7 +59,8 @@ var roleCases = []roleCase{
 	{name: "set_config with named arguments", sql: "SELECT set_config(setting_name => 'role', " +
 		"new_value => 'privata_other', is_local => false)", reason: "set_config('role', ...)",
 		noRun: "PostgreSQL 15's set_config has no argument names"},
-	{name: "set_config with a cast name", sql: "SELECT set_config('role'::text, 'privata_other', false)",
+	{name: "set_config with a cast name",
+		sql:    "SELECT set_config('role'::text, 'privata_other', false)",
 		reason: "set_config('role', ...)"},
 	{name: "set_config in FROM", sql: "SELECT * FROM set_config('role', 'privata_other', false)",
 		reason: "set_config('role', ...)"},
@@ -90,7 +92,8 @@ var roleCases = []roleCase{
 	{name: "a DO block in another language", sql: "DO LANGUAGE plperl $$ 1; $$",
 		reason: "language other than PL/pgSQL", noRun: "plperl is not installed"},
 	{name: "a PL/pgSQL function that sets the role",
-		sql:    "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN SET ROLE privata_other; END$$",
+		sql: "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS " +
+			"$$BEGIN SET ROLE privata_other; END$$",
 		probe:  "SELECT f()",
 		reason: "the function body runs SET ROLE"},
 	{name: "an SQL function that calls set_config",
@@ -118,6 +121,24 @@ var roleCases = []roleCase{
 		sql: "CREATE AGGREGATE setrole(text, boolean) " +
 			"(SFUNC = set_config, STYPE = text, INITCOND = 'role')",
 		probe: "SELECT setrole('privata_other', false)", reason: "sfunc is set_config()"},
+	{name: "a column default that calls set_config",
+		sql:   "CREATE TABLE stamped (a text DEFAULT set_config('role', 'privata_other', false))",
+		probe: "INSERT INTO stamped DEFAULT VALUES", reason: "set_config('role', ...)"},
+	{name: "a view that calls set_config",
+		sql:   "CREATE VIEW v AS SELECT set_config('role', 'privata_other', false)",
+		probe: "SELECT * FROM v", reason: "set_config('role', ...)"},
+	{name: "a row-level security policy that calls set_config",
+		sql: "CREATE POLICY p ON patients USING " +
+			"(set_config('role', 'privata_other', false) IS NOT NULL)",
+		reason: "set_config('role', ...)", noRun: "superusers bypass row-level security"},
+	{name: "a rule that calls set_config",
+		sql: "CREATE RULE r AS ON INSERT TO staging DO ALSO " +
+			"SELECT set_config('role', 'privata_other', false)",
+		probe: "INSERT INTO staging (id) VALUES (1)", reason: "set_config('role', ...)"},
+	{name: "a prepared statement that calls set_config",
+		sql:    "PREPARE q AS SELECT set_config('role', $1, false)",
+		probe:  "EXECUTE q('privata_other')",
+		reason: "set_config('role', ...)"},
 	{name: "ALTER ROLE ... SET role", sql: "ALTER ROLE privata_other SET role = privata_other",
 		reason: "ALTER ROLE ... SET role", noRun: "takes effect at the next login"},
 	{name: "ALTER DATABASE ... SET role", sql: "ALTER DATABASE d SET role = privata_other",
@@ -152,6 +173,42 @@ var roleCases = []roleCase{
 		sql: "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = public AS 'SELECT 1'"},
 	{name: "ALTER ROLE ... SET search_path",
 		sql: "ALTER ROLE privata_other SET search_path = public"},
+	{name: "a Drizzle migration's DO block",
+		sql: `DO $$ BEGIN
+ ALTER TABLE "encounters" ADD CONSTRAINT "encounters_patient_fk" FOREIGN KEY ("patient")
+   REFERENCES "patients"("id") ON DELETE cascade ON UPDATE no action;
+EXCEPTION
+ WHEN duplicate_object THEN null;
+END $$;`},
+	{name: "a Sequelize enum DO block",
+		sql: "DO 'BEGIN CREATE TYPE \"public\".\"enum_patients_state\" AS ENUM(''a'', ''b''); " +
+			"EXCEPTION WHEN duplicate_object THEN null; END';"},
+	{name: "a PL/pgSQL function with loops, cursors and diagnostics",
+		sql: `CREATE FUNCTION tally(p int) RETURNS SETOF int LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  n int := 0;
+  c CURSOR FOR SELECT id FROM patients WHERE id > p;
+BEGIN
+  FOR r IN SELECT * FROM encounters WHERE patient = p LOOP
+    n := n + 1;
+  END LOOP;
+  FOREACH n IN ARRAY ARRAY[1, 2] LOOP
+    CONTINUE WHEN n > 1;
+  END LOOP;
+  OPEN c;
+  CLOSE c;
+  UPDATE staging SET deleted = true WHERE id = p;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN QUERY SELECT id FROM patients;
+  RETURN NEXT n;
+EXCEPTION WHEN others THEN
+  RAISE WARNING 'failed: %', SQLERRM;
+END $$`},
+	{name: "PL/pgSQL pg_query cannot parse that sets the role",
+		sql: "DO $$DECLARE c CURSOR FOR SELECT 1; BEGIN OPEN c; CLOSE c; " +
+			"SET ROLE privata_other; END$$",
+		reason: "mentions role"},
 	{name: "granting a role is not changing it", sql: "GRANT privata_other TO CURRENT_USER"},
 	{name: "an ordinary aggregate",
 		sql:   "CREATE AGGREGATE mysum(int) (SFUNC = int4pl, STYPE = int, INITCOND = '0')",

@@ -18,9 +18,9 @@ GRANT SELECT ON privata.secrets TO "privata_owner";
 -- Schemas for the base tables (privata_identity, privata_clinical) and the access views
 -- (privata_access), owned by privata_owner. Policy roles may look names up in them; what
 -- they may read is granted per table.
-CREATE SCHEMA "privata_identity" AUTHORIZATION "privata_owner";
+ALTER SCHEMA "privata_identity" OWNER TO "privata_owner";
 GRANT USAGE ON SCHEMA "privata_identity" TO "clerk", "doctor", "nurse";
-CREATE SCHEMA "privata_clinical" AUTHORIZATION "privata_owner";
+ALTER SCHEMA "privata_clinical" OWNER TO "privata_owner";
 GRANT USAGE ON SCHEMA "privata_clinical" TO "clerk", "doctor", "nurse";
 CREATE SCHEMA "privata_access" AUTHORIZATION "privata_owner";
 GRANT USAGE ON SCHEMA "privata_access" TO "clerk", "doctor", "nurse";
@@ -309,13 +309,19 @@ GRANT INSERT ("privata_pseudonym", "blood", "note", "created"), UPDATE ("blood",
 -- public.people: Row-level security, forced so that it binds the owner too: every policy
 -- role may read and write rows through the views, and a new identity row must belong to a
 -- home region this cluster serves (privata.regions()). REPLICA IDENTITY FULL gives the
--- audit's change stream whole old rows.
+-- audit's change stream whole old rows. The statement triggers call
+-- privata.emit_context(), which records who changed the rows and why in the write-ahead
+-- log.
 ALTER TABLE "privata_identity"."people" OWNER TO "privata_owner";
 ALTER TABLE "privata_identity"."people" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, REPLICA IDENTITY FULL;
 CREATE POLICY "privata" ON "privata_identity"."people" USING (true) WITH CHECK ("privata_region" = ANY (privata.regions()));
+CREATE OR REPLACE TRIGGER "privata_context" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "privata_identity"."people"
+    FOR EACH STATEMENT EXECUTE FUNCTION privata.emit_context();
 ALTER TABLE "privata_clinical"."people" OWNER TO "privata_owner";
 ALTER TABLE "privata_clinical"."people" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, REPLICA IDENTITY FULL;
 CREATE POLICY "privata" ON "privata_clinical"."people" USING (true) WITH CHECK (true);
+CREATE OR REPLACE TRIGGER "privata_context" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "privata_clinical"."people"
+    FOR EACH STATEMENT EXECUTE FUNCTION privata.emit_context();
 
 -- public.visits: a plain table converted in place. public.visits becomes a view with the
 -- original columns in their order. It reads the access views in privata_access, owned by
@@ -455,10 +461,14 @@ GRANT USAGE ON SEQUENCE privata_clinical.visits_id_seq TO "privata_clinical_full
 -- public.visits: Row-level security, forced so that it binds the owner too: every policy
 -- role may read and write rows through the views, and a new identity row must belong to a
 -- home region this cluster serves (privata.regions()). REPLICA IDENTITY FULL gives the
--- audit's change stream whole old rows.
+-- audit's change stream whole old rows. The statement triggers call
+-- privata.emit_context(), which records who changed the rows and why in the write-ahead
+-- log.
 ALTER TABLE "privata_clinical"."visits" OWNER TO "privata_owner";
 ALTER TABLE "privata_clinical"."visits" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, REPLICA IDENTITY FULL;
 CREATE POLICY "privata" ON "privata_clinical"."visits" USING (true) WITH CHECK (true);
+CREATE OR REPLACE TRIGGER "privata_context" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "privata_clinical"."visits"
+    FOR EACH STATEMENT EXECUTE FUNCTION privata.emit_context();
 
 -- public.findings: a plain table converted in place. public.findings becomes a view with
 -- the original columns in their order. It reads the access views in privata_access, owned
@@ -618,10 +628,14 @@ GRANT SELECT ("ctid") ON "privata_clinical"."findings" TO "privata_clinical_full
 -- public.findings: Row-level security, forced so that it binds the owner too: every
 -- policy role may read and write rows through the views, and a new identity row must
 -- belong to a home region this cluster serves (privata.regions()). REPLICA IDENTITY FULL
--- gives the audit's change stream whole old rows.
+-- gives the audit's change stream whole old rows. The statement triggers call
+-- privata.emit_context(), which records who changed the rows and why in the write-ahead
+-- log.
 ALTER TABLE "privata_clinical"."findings" OWNER TO "privata_owner";
 ALTER TABLE "privata_clinical"."findings" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, REPLICA IDENTITY FULL;
 CREATE POLICY "privata" ON "privata_clinical"."findings" USING (true) WITH CHECK (true);
+CREATE OR REPLACE TRIGGER "privata_context" BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON "privata_clinical"."findings"
+    FOR EACH STATEMENT EXECUTE FUNCTION privata.emit_context();
 
 -- Record what is split and how in privata.tables, with the hash of what was derived and a
 -- fingerprint of the catalog, so that the next plan can tell a policy change, or a change
@@ -632,7 +646,7 @@ INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
 VALUES ('public', 'people', 'subject', 'id', NULL, NULL, NULL, NULL,
     ARRAY['id', 'ssn', 'name', 'born', 'email', 'blood', 'note', 'created']::text[],
     ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
-    'f32881d8221ad3792c4a0791e4192a2481c9a8c6ea12ac1545f9231077697bd3', privata.fingerprint('public', 'people'), pg_catalog.now())
+    'dbb0071609d072f7d9613a9df0332452e729450684ec944e25210dcad2fd8081', privata.fingerprint('public', 'people'), pg_catalog.now())
 ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
     key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
     subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
@@ -645,7 +659,7 @@ INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
 VALUES ('public', 'visits', 'child', NULL, 'public', 'people', 'person', 'integer',
     ARRAY['id', 'person', 'at', 'reason', 'cost']::text[],
     ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
-    'e41b5dd028c2fc194809e93ef3943bfd30b1957c89d873353c48f80117acfcfb', privata.fingerprint('public', 'visits'), pg_catalog.now())
+    'b9aac618be1dd8421dbd80b4d8c0a7405c58691e320c5d021bc8b6bb8f6e9410', privata.fingerprint('public', 'visits'), pg_catalog.now())
 ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
     key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
     subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
@@ -658,7 +672,7 @@ INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
 VALUES ('public', 'findings', 'child', NULL, 'public', 'people', 'person', 'integer',
     ARRAY['person', 'visit', 'code', 'value']::text[],
     ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
-    '1821c9e562e579f6ab1fd838f4183a4a05f8edcc7d17e1d46703a4675cbbe8f1', privata.fingerprint('public', 'findings'), pg_catalog.now())
+    '21b8bed9ecfed3d7898c9f26876949fa3146bbd3cd0bd3ab97e8e64211597f65', privata.fingerprint('public', 'findings'), pg_catalog.now())
 ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
     key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
     subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
