@@ -89,6 +89,15 @@ func (srv *Server) initAnalysis() {
 	}
 }
 
+// decided returns the statements counter of a kind and decision (0 allow,
+// 1 refuse).
+func (srv *Server) decided(k rewrite.Kind, refuse int) prometheus.Counter {
+	if c, ok := srv.decisions[k]; ok {
+		return c[refuse]
+	}
+	return srv.metrics.statements.WithLabelValues(k.String(), [2]string{"allow", "refuse"}[refuse])
+}
+
 // analyze analyses a statement text and decides on each of its
 // statements. A refused text returns the error to answer it with; the
 // text is then refused as a whole, before any of its statements runs.
@@ -114,13 +123,13 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	for _, st := range an.Statements {
 		d := rewrite.Decide(st, rewrite.Classify(st, s.srv.pol, s.searchPath), sess)
 		if d.Action == rewrite.Refuse {
-			s.srv.decisions[st.Kind][1].Inc()
+			s.srv.decided(st.Kind, 1).Inc()
 			m.refused.WithLabelValues(d.SQLState).Inc()
 			return nil, &Error{Code: d.SQLState, Message: d.Message, Hint: d.Hint}
 		}
 	}
 	for _, st := range an.Statements {
-		s.srv.decisions[st.Kind][0].Inc()
+		s.srv.decided(st.Kind, 0).Inc()
 	}
 	return s.info(an), nil
 }
@@ -135,8 +144,8 @@ func (s *session) info(an *rewrite.Analysis) *stmtInfo {
 			effects = true
 		}
 	}
-	if !effects {
-		return plain[first.Kind]
+	if in := plain[first.Kind]; !effects && in != nil {
+		return in
 	}
 	in := &stmtInfo{kind: first.Kind.String(), analysis: an}
 	for k, v := range an.Tags {
