@@ -36,10 +36,14 @@ fuzz:
 
 # Benchmarks print their figures (and ratios against a baseline measured in
 # the same run); they assert nothing.
-bench:
+# scripts/bench-proxy.sh compares pgbench directly, through Privata and
+# through PgBouncer (BENCH_SECONDS, BENCH_SCALE).
+bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Analyze|Guard' ./rewrite
 	$(GO) test $(GOFLAGS) -run '^$$' -bench CrossRegion -benchtime 1x -timeout 30m ./fdw
+	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Relay|ClientSide' ./proxy
+	scripts/bench-proxy.sh
 
 clean:
 	rm -rf bin .privata

@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/privata/privata/rewrite"
+)
+
+// stmtInfo is what the proxy keeps of an analysed statement text (a Query
+// or a Parse): the facts the relay acts on. It is shared by both sides of
+// a session and never changed after it is made.
+type stmtInfo struct {
+	kind   string            // metrics label of the text's first statement
+	want   map[string]string // context settings its tags ask for, by setting name
+	facts  []stmtFacts       // one per statement, when any has effects
+	resets bool              // a statement resets the session (DISCARD ALL, RESET ALL)
+	ctx    bool              // a statement may change the context settings
+	// analysis is the statement analysis, for per-statement observers.
+	analysis *rewrite.Analysis
+}
+
+// stmtFacts are one statement's effects on the session.
+type stmtFacts struct {
+	sets   []ctxSet // privata.* settings it assigns with constants
+	forget bool     // it assigns one Privata cannot know (a parameter, RESET)
+	resets bool
+}
+
+// at returns the facts of the i-th statement, or nil.
+func (in *stmtInfo) at(i int) *stmtFacts {
+	if i < len(in.facts) {
+		return &in.facts[i]
+	}
+	return nil
+}
+
+// plain holds, per statement kind, the shared stmtInfo of texts without
+// tags and without effects on the session: most statements.
+var plain = func() map[rewrite.Kind]*stmtInfo {
+	m := map[rewrite.Kind]*stmtInfo{}
+	for k := rewrite.Kind(0); k.String() != "unknown"; k++ {
+		m[k] = &stmtInfo{kind: k.String()}
+	}
+	return m
+}()
+
+var emptyInfo = &stmtInfo{kind: "empty"}
+
+// initAnalysis makes the server's analyzer and registers its cache
+// statistics as metrics.
+func (srv *Server) initAnalysis() {
+	entries, maxText := 10000, 0
+	if srv.cfg != nil {
+		entries = srv.cfg.Server.ParseCacheEntries
+		maxText = srv.cfg.Server.MaxMessageBytes
+	}
+	var opts []rewrite.Option
+	if maxText > 0 {
+		opts = append(opts, rewrite.MaxTextBytes(maxText))
+	}
+	srv.analyzer = rewrite.NewAnalyzer(entries, opts...)
+	srv.decisions = map[rewrite.Kind][2]prometheus.Counter{}
+	for k := range plain {
+		srv.decisions[k] = [2]prometheus.Counter{
+			srv.metrics.statements.WithLabelValues(k.String(), "allow"),
+			srv.metrics.statements.WithLabelValues(k.String(), "refuse"),
+		}
+	}
+	if srv.opts.Registerer != nil {
+		for _, c := range []struct {
+			result string
+			get    func(rewrite.CacheStats) uint64
+		}{
+			{"hit", func(s rewrite.CacheStats) uint64 { return s.Hits }},
+			{"fast_path", func(s rewrite.CacheStats) uint64 { return s.FastPathHits }},
+			{"miss", func(s rewrite.CacheStats) uint64 { return s.Misses }},
+		} {
+			get := c.get
+			srv.opts.Registerer.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "privata_parse_cache_total",
+				Help:        "Statement texts analysed, by how the parse cache served them.",
+				ConstLabels: prometheus.Labels{"result": c.result},
+			}, func() float64 { return float64(get(srv.analyzer.Stats())) }))
+		}
+	}
+}
+
+// decided returns the statements counter of a kind and decision (0 allow,
+// 1 refuse).
+func (srv *Server) decided(k rewrite.Kind, refuse int) prometheus.Counter {
+	if c, ok := srv.decisions[k]; ok {
+		return c[refuse]
+	}
+	return srv.metrics.statements.WithLabelValues(k.String(), [2]string{"allow", "refuse"}[refuse])
+}
+
+// analyze analyses a statement text and decides on each of its
+// statements. A refused text returns the error to answer it with; the
+// text is then refused as a whole, before any of its statements runs.
+func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
+	m := s.srv.metrics
+	start := time.Now()
+	an, err := s.srv.analyzer.Analyze(string(text))
+	m.parse.Observe(time.Since(start).Seconds())
+	if err != nil {
+		var re *rewrite.Error
+		if !errors.As(err, &re) {
+			re = &rewrite.Error{SQLState: "XX000", Message: "statement analysis failed"}
+		}
+		m.statements.WithLabelValues("invalid", "refuse").Inc()
+		m.refused.WithLabelValues(re.SQLState).Inc()
+		return nil, &Error{Code: re.SQLState, Message: re.Message, Detail: re.Detail, Hint: re.Hint,
+			Position: int32(re.Position)}
+	}
+	if len(an.Statements) == 0 {
+		return emptyInfo, nil
+	}
+	sess := rewrite.Session{Role: s.role, BreakGlass: s.breakGlass}
+	for _, st := range an.Statements {
+		d := rewrite.Decide(st, rewrite.Classify(st, s.srv.pol, s.searchPath), sess)
+		if d.Action == rewrite.Refuse {
+			s.srv.decided(st.Kind, 1).Inc()
+			m.refused.WithLabelValues(d.SQLState).Inc()
+			return nil, &Error{Code: d.SQLState, Message: d.Message, Hint: d.Hint}
+		}
+	}
+	for _, st := range an.Statements {
+		s.srv.decided(st.Kind, 0).Inc()
+	}
+	return s.info(an), nil
+}
+
+// info builds the stmtInfo of an allowed analysis and updates what the
+// client side knows of the session: its declared context and search_path.
+func (s *session) info(an *rewrite.Analysis) *stmtInfo {
+	first := an.Statements[0]
+	effects := len(an.Tags) > 0
+	for _, st := range an.Statements {
+		if len(st.Settings) > 0 || st.ResetsSession || st.Kind == rewrite.Transaction {
+			effects = true
+		}
+	}
+	if in := plain[first.Kind]; !effects && in != nil {
+		return in
+	}
+	in := &stmtInfo{kind: first.Kind.String(), analysis: an}
+	for k, v := range an.Tags {
+		if g, ok := tagGUC[k]; ok {
+			if in.want == nil {
+				in.want = map[string]string{}
+			}
+			in.want[g] = v
+			s.declare(g, v)
+		}
+	}
+	in.facts = make([]stmtFacts, len(an.Statements))
+	for i, st := range an.Statements {
+		f := &in.facts[i]
+		f.resets = st.ResetsSession
+		in.resets = in.resets || st.ResetsSession
+		in.ctx = in.ctx || st.ResetsSession || st.Kind == rewrite.Transaction || len(st.Context) > 0
+		for _, cs := range st.Context {
+			if cs.Reset || cs.Param > 0 || cs.Unknown {
+				f.forget = true
+				continue
+			}
+			f.sets = append(f.sets, ctxSet{name: cs.Name, value: cs.Value, local: cs.Local})
+			s.declare(cs.Name, cs.Value)
+		}
+		for _, set := range st.Settings {
+			if set.Name == "search_path" && !set.Reset && set.Param == 0 && !set.Unknown {
+				s.searchPath = parseSearchPath(set.Value, s.role.PGRole)
+			}
+		}
+	}
+	return in
+}
+
+// declare records a context setting the client declared, for decisions.
+func (s *session) declare(name, value string) {
+	if name == "privata.break_glass" {
+		s.breakGlass = isOn(value)
+	}
+}
+
+// parseSearchPath reads a search_path value into schema names.
+func parseSearchPath(v, user string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' {
+			p = strings.ReplaceAll(p[1:len(p)-1], `""`, `"`)
+		} else {
+			p = strings.ToLower(p)
+		}
+		if p == "$user" {
+			p = user
+		}
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,317 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// observer sees the results of one statement as they are relayed: the
+// row description, each row before it is released to the client, and the
+// command tag. Bodies are valid only during the call. Later issues (audit
+// of reads, result caching) attach one per statement; with none attached,
+// rows are copied through without being decoded.
+type observer interface {
+	columns(desc []byte)
+	row(data []byte)
+	done(tag []byte)
+}
+
+// back reads upstream's messages and relays them to the client in order,
+// matching each against the head of the queue.
+func (s *session) back() error {
+	for {
+		if !s.ur.ready() {
+			if err := s.cw.Flush(); err != nil {
+				return s.clientLost(err)
+			}
+		}
+		typ, n, err := s.ur.next()
+		if err != nil {
+			return s.upstreamLost(err)
+		}
+		if err := s.relay(typ, n); err != nil {
+			return err
+		}
+	}
+}
+
+// head returns the entry awaiting responses, or nil.
+func (s *session) head() *entry {
+	if !s.haveCur {
+		s.haveCur = s.q.peek(&s.cur)
+	}
+	if s.haveCur {
+		return &s.cur
+	}
+	return nil
+}
+
+// pop completes the head entry.
+func (s *session) pop() {
+	if s.head() == nil {
+		return
+	}
+	if s.cur.ctx {
+		s.ctxDone++
+	}
+	if !s.cur.sent.IsZero() {
+		s.srv.metrics.upstream.Observe(time.Since(s.cur.sent).Seconds())
+	}
+	s.q.pop()
+	s.haveCur = false
+}
+
+func (s *session) hidden() bool {
+	e := s.head()
+	return e != nil && e.hidden
+}
+
+// pass relays the current message unless it belongs to a hidden entry.
+func (s *session) pass(typ byte, n int) error {
+	if s.hidden() {
+		return s.ur.discard(n)
+	}
+	return s.ur.copyTo(s.cw, typ, n)
+}
+
+// relay handles one upstream message.
+func (s *session) relay(typ byte, n int) error {
+	switch typ {
+	case 'D', 'T':
+		e := s.head()
+		if e != nil && e.obs != nil && !e.hidden {
+			body, err := s.ur.body(n)
+			if err != nil {
+				return s.upstreamLost(err)
+			}
+			if typ == 'D' {
+				e.obs.row(body)
+			} else {
+				e.obs.columns(body)
+			}
+			writeMessage(s.cw, typ, body)
+		} else if err := s.pass(typ, n); err != nil {
+			return s.upstreamLost(err)
+		}
+		if typ == 'T' && e != nil && e.kind == kDescribe {
+			s.pop()
+		}
+	case 'C':
+		body, err := s.ur.body(n)
+		if err != nil {
+			return s.upstreamLost(err)
+		}
+		s.complete(body)
+		if !s.hidden() {
+			writeMessage(s.cw, typ, body)
+		}
+		if e := s.head(); e != nil && e.kind == kExecute {
+			s.pop()
+		}
+	case 'I', 's', '1', '2', '3', 'n':
+		if err := s.pass(typ, n); err != nil {
+			return s.upstreamLost(err)
+		}
+		if e := s.head(); e != nil && e.kind != kQuery && e.kind != kFunc {
+			s.pop()
+		}
+	case 'Z':
+		body, err := s.ur.body(n)
+		if err != nil || len(body) != 1 {
+			return s.upstreamLost(errors.New("malformed ReadyForQuery"))
+		}
+		// Entries still queued before the cycle's end were skipped by the
+		// backend after an error.
+		for e := s.head(); e != nil && !e.kind.endsCycle(); e = s.head() {
+			s.pop()
+		}
+		hidden := s.hidden()
+		s.pop()
+		s.ctx.ready(body[0], s.ctxDone)
+		s.ctxDone, s.results = 0, 0
+		if !hidden {
+			writeMessage(s.cw, typ, body)
+		}
+	case 'E':
+		return s.relayError(n)
+	case 'S':
+		body, err := s.ur.body(n)
+		if err != nil {
+			return s.upstreamLost(err)
+		}
+		if err := s.watch(body); err != nil {
+			return s.end(err)
+		}
+		writeMessage(s.cw, typ, body)
+	case 'N', 'A':
+		if err := s.ur.copyTo(s.cw, typ, n); err != nil {
+			return s.upstreamLost(err)
+		}
+	default:
+		if err := s.pass(typ, n); err != nil {
+			return s.upstreamLost(err)
+		}
+	}
+	return nil
+}
+
+// complete records what a CommandComplete means for the session context.
+func (s *session) complete(tag []byte) {
+	e := s.head()
+	if bytes.HasPrefix(tag, []byte("ROLLBACK")) {
+		s.ctx.rollback()
+	}
+	if e == nil {
+		return
+	}
+	if e.sets != nil {
+		s.ctx.set(e.sets)
+	}
+	if e.st != nil {
+		i := 0
+		if e.kind == kQuery {
+			i = s.results
+			s.results++
+		}
+		if f := e.st.at(i); f != nil {
+			if f.sets != nil {
+				s.ctx.set(f.sets)
+			}
+			if f.resets || f.forget {
+				s.ctx.forget()
+			}
+		}
+	}
+	if e.obs != nil && !e.hidden {
+		e.obs.done(tag)
+	}
+}
+
+// relayError handles an ErrorResponse: a refusal's stand-in error is
+// replaced by the refusal, an injected message's error is relayed (or
+// swallowed when quiet), and a failed SET ROLE ends the session.
+func (s *session) relayError(n int) error {
+	body, err := s.ur.body(n)
+	if err != nil {
+		return s.upstreamLost(err)
+	}
+	s.ctx.fail()
+	fatal := isFatal(body)
+	e := s.head()
+	switch {
+	case fatal || e == nil:
+		writeMessage(s.cw, 'E', body)
+		if fatal {
+			s.sawFatal = true
+		}
+	case e.refusal != nil:
+		s.cw.Write(e.refusal)
+	case e.vital && errorCode(body) == codeInFailedTransaction:
+		// The reset ran in (or caused) an aborted transaction: it did not
+		// take effect, and the role is as it was.
+	case e.vital:
+		return s.end(fatalf(codeInsufficientPriv, "could not take on role %q again after the "+
+			"session was reset; the session is ended", s.role.PGRole))
+	case e.quiet:
+		s.ctx.forget()
+	default:
+		if e.hidden {
+			s.ctx.forget()
+		}
+		writeMessage(s.cw, 'E', body)
+	}
+	if e != nil && !e.kind.endsCycle() {
+		s.pop()
+	}
+	return nil
+}
+
+// errorCode returns the SQLSTATE of an ErrorResponse body.
+func errorCode(body []byte) string {
+	for len(body) > 1 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return ""
+		}
+		if f == 'C' {
+			return string(v)
+		}
+		body = rest
+	}
+	return ""
+}
+
+// isFatal reports whether an ErrorResponse body has severity FATAL or PANIC.
+func isFatal(body []byte) bool {
+	for len(body) > 1 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return false
+		}
+		if f == 'V' || f == 'S' {
+			return string(v) == "FATAL" || string(v) == "PANIC"
+		}
+		body = rest
+	}
+	return false
+}
+
+// watch is the ParameterStatus watchdog: a belt to the analysis' braces.
+// If the backend reports that the session became a superuser its role is
+// not, or that standard_conforming_strings went off, the session ends.
+func (s *session) watch(body []byte) *Error {
+	name, rest, ok := cstring(body)
+	value, _, ok2 := cstring(rest)
+	if !ok || !ok2 {
+		return nil
+	}
+	switch string(name) {
+	case "is_superuser":
+		if string(value) == "on" && !s.superuser {
+			return fatalf(codeInsufficientPriv, "the session became a superuser, which role %q is "+
+				"not; Privata ended it", s.role.PGRole)
+		}
+	case "standard_conforming_strings":
+		if string(value) != "on" {
+			return fatalf(codeFeatureNotSupport, "standard_conforming_strings went off; Privata "+
+				"ended the session")
+		}
+	}
+	return nil
+}
+
+// end sends a final error to the client and ends the session.
+func (s *session) end(e *Error) error {
+	s.upstreamEnded.Store(true)
+	s.cw.Write(e.encode())
+	s.cw.Flush()
+	s.client.Close()
+	s.up.Close()
+	return e
+}
+
+// upstreamLost ends the session after the upstream connection failed. The
+// client gets PostgreSQL's own FATAL error when one came (a terminated
+// backend sends 57P01), else 08006.
+func (s *session) upstreamLost(err error) error {
+	if s.clientDone.Load() {
+		return nil
+	}
+	if !s.sawFatal {
+		return s.end(fatalf(codeConnectionFailure, "connection to cluster %s lost",
+			s.srv.upstreamCluster))
+	}
+	s.upstreamEnded.Store(true)
+	s.cw.Flush()
+	s.client.Close()
+	return fmt.Errorf("upstream closed the connection: %w", err)
+}
+
+func (s *session) clientLost(err error) error {
+	s.client.Close()
+	return fmt.Errorf("write to client: %w", err)
+}

@@ -1,0 +1,340 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/privata/privata/config"
+	"github.com/privata/privata/policy"
+	"github.com/privata/privata/rewrite"
+)
+
+// authTimeout bounds the time from accept to a finished startup, as
+// PostgreSQL's authentication_timeout does.
+const authTimeout = time.Minute
+
+// Options are the parts of a Server that its caller wires in.
+type Options struct {
+	// Registerer receives the server's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+	// OnSessionEnd, when set, is called as each client connection ends, with
+	// the reason (nil for an orderly Terminate). The server logs through it.
+	OnSessionEnd func(SessionInfo, error)
+}
+
+// SessionInfo describes a client connection for logs. It holds no SQL and
+// no data.
+type SessionInfo struct {
+	Remote   string
+	User     string
+	Role     string // policy role
+	Database string
+	Cluster  string
+	PID      uint32 // upstream backend
+	Duration time.Duration
+}
+
+// Server accepts client connections and runs a session for each.
+type Server struct {
+	cfg      *config.Config
+	pol      *policy.Policy
+	opts     Options
+	tls      *tls.Config
+	users    map[string]*user
+	defRole  *policy.Role
+	database string
+	metrics  *metrics
+
+	analyzer  *rewrite.Analyzer
+	decisions map[rewrite.Kind][2]prometheus.Counter // allow, refuse
+
+	upstreamCluster string
+	upstream        *pgconn.Config
+
+	fakeSecret []byte
+
+	// observe, when set, attaches an observer to each client statement's
+	// entry (Query and Execute). Later issues set it (audit of reads).
+	observe func(*stmtInfo) observer
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	conns    map[net.Conn]struct{} // accepted connections, until their goroutine ends
+	cancels  map[cancelKey]*session
+	closed   bool
+	wg       sync.WaitGroup
+
+	authPool     *pgxpool.Pool
+	authPoolOnce sync.Once
+	authPoolErr  error
+}
+
+// user is a client user from the configuration.
+type user struct {
+	verifier *Verifier
+	role     *policy.Role
+}
+
+// New checks the configuration against the policy and returns a server.
+func New(cfg *config.Config, pol *policy.Policy, opts Options) (*Server, error) {
+	srv := &Server{
+		cfg: cfg, pol: pol, opts: opts,
+		users:    map[string]*user{},
+		sessions: map[*session]struct{}{},
+		conns:    map[net.Conn]struct{}{},
+		cancels:  map[cancelKey]*session{},
+	}
+	srv.fakeSecret = make([]byte, 32)
+	if _, err := rand.Read(srv.fakeSecret); err != nil {
+		return nil, err
+	}
+	if cfg.Server.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("server tls: %w", err)
+		}
+		srv.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	for name, u := range cfg.Auth.Users {
+		v, err := ParseVerifier(string(u.Password))
+		if err != nil {
+			return nil, fmt.Errorf("auth: user %s: %w", name, err)
+		}
+		r := pol.Role(u.Role)
+		if r == nil {
+			return nil, fmt.Errorf("auth: user %s: role %q is not a policy role", name, u.Role)
+		}
+		srv.users[name] = &user{verifier: v, role: r}
+	}
+	if cfg.Auth.DefaultRole != "" {
+		if srv.defRole = pol.Role(cfg.Auth.DefaultRole); srv.defRole == nil {
+			return nil, fmt.Errorf("auth: default_role %q is not a policy role", cfg.Auth.DefaultRole)
+		}
+	}
+	srv.upstreamCluster = srv.sessionCluster()
+	if _, ok := cfg.Clusters[srv.upstreamCluster]; !ok {
+		return nil, fmt.Errorf("policy region %s: cluster %q is not in the configuration",
+			pol.DefaultRegion(), srv.upstreamCluster)
+	}
+	up, err := pgconn.ParseConfig(cfg.SessionURL(srv.upstreamCluster))
+	if err != nil {
+		// The URL may hold a password: name the cluster, not the URL.
+		return nil, fmt.Errorf("cluster %s: session url does not parse", srv.upstreamCluster)
+	}
+	srv.upstream = up
+	srv.database = up.Database
+	srv.metrics = newMetrics(opts.Registerer)
+	srv.initAnalysis()
+	return srv, nil
+}
+
+// sessionCluster names the cluster sessions connect to. Every session goes
+// to the default region's cluster; routing by statement comes with regions.
+func (srv *Server) sessionCluster() string {
+	r := srv.pol.Region(srv.pol.DefaultRegion())
+	if r == nil {
+		return ""
+	}
+	return r.ClusterFor(policy.Other)
+}
+
+// Serve accepts connections on l until ctx is done or Close is called, then
+// closes every session and returns.
+func (srv *Server) Serve(ctx context.Context, l net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	defer srv.Close()
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || srv.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		if !srv.track(nc) {
+			nc.Close()
+			return nil
+		}
+		go func() {
+			defer srv.wg.Done()
+			srv.serveConn(nc)
+		}()
+	}
+}
+
+// track counts a new connection's goroutine and remembers the connection
+// until that goroutine ends, so that Close can end it even mid-startup.
+func (srv *Server) track(nc net.Conn) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
+		return false
+	}
+	srv.wg.Add(1)
+	srv.conns[nc] = struct{}{}
+	return true
+}
+
+func (srv *Server) untrack(nc net.Conn) {
+	srv.mu.Lock()
+	delete(srv.conns, nc)
+	srv.mu.Unlock()
+}
+
+func (srv *Server) isClosed() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.closed
+}
+
+// Close ends every session and waits for their goroutines.
+func (srv *Server) Close() error {
+	srv.mu.Lock()
+	srv.closed = true
+	for s := range srv.sessions {
+		s.kill()
+	}
+	for nc := range srv.conns {
+		nc.Close()
+	}
+	srv.mu.Unlock()
+	srv.wg.Wait()
+	if srv.authPool != nil {
+		srv.authPool.Close()
+	}
+	return nil
+}
+
+// serveConn runs one client connection from its first byte to its end.
+func (srv *Server) serveConn(nc net.Conn) {
+	defer srv.untrack(nc)
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	start := time.Now()
+	nc.SetDeadline(start.Add(authTimeout))
+	nc, st, ck, err := srv.handshake(nc)
+	if ck != nil {
+		srv.cancel(*ck)
+		nc.Close()
+		return
+	}
+	info := SessionInfo{Remote: nc.RemoteAddr().String()}
+	if err != nil {
+		srv.metrics.connectionsTotal.WithLabelValues("refused").Inc()
+		srv.refuse(nc, err)
+		srv.ended(info, start, err)
+		return
+	}
+	info.User, info.Database = st.user, st.database
+	s, err := srv.open(nc, st)
+	if err != nil {
+		srv.metrics.connectionsTotal.WithLabelValues("refused").Inc()
+		srv.refuse(nc, err)
+		srv.ended(info, start, err)
+		return
+	}
+	srv.metrics.connectionsTotal.WithLabelValues("accepted").Inc()
+	srv.metrics.connections.Inc()
+	info.Role, info.Cluster, info.PID = s.role.Name, srv.upstreamCluster, s.pid
+	err = s.run()
+	srv.metrics.connections.Dec()
+	srv.forget(s)
+	srv.ended(info, start, err)
+}
+
+func (srv *Server) ended(info SessionInfo, start time.Time, err error) {
+	if srv.opts.OnSessionEnd != nil {
+		info.Duration = time.Since(start)
+		srv.opts.OnSessionEnd(info, err)
+	}
+}
+
+// refuse sends a startup failure to the client when it is one the client
+// can be told, then closes the connection.
+func (srv *Server) refuse(nc net.Conn, err error) {
+	var pe *Error
+	if errors.As(err, &pe) {
+		nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		e := *pe
+		e.Severity = "FATAL"
+		nc.Write(e.encode())
+	}
+	lingeringClose(nc)
+}
+
+// lingeringClose closes a connection after its last write without
+// discarding that write: closing with unread input would reset the
+// connection, and the client could lose the error sent just before.
+func lingeringClose(nc net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := nc.(closeWriter); ok {
+		cw.CloseWrite()
+		nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
+	}
+	nc.Close()
+}
+
+// register makes a session known for cancel requests and Close; it fails
+// when the server is closing.
+func (srv *Server) register(s *session) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
+		return false
+	}
+	for {
+		var b [4]byte
+		rand.Read(b[:])
+		s.key = cancelKey{pid: s.pid, secret: binary.BigEndian.Uint32(b[:])}
+		if _, taken := srv.cancels[s.key]; !taken {
+			break
+		}
+	}
+	srv.cancels[s.key] = s
+	srv.sessions[s] = struct{}{}
+	return true
+}
+
+func (srv *Server) forget(s *session) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	delete(srv.sessions, s)
+	if srv.cancels[s.key] == s {
+		delete(srv.cancels, s.key)
+	}
+}
+
+// cancel forwards a client's CancelRequest to the backend of the session it
+// names, with that backend's real key. A key that matches no session is
+// ignored, as PostgreSQL does.
+func (srv *Server) cancel(k cancelKey) {
+	srv.mu.Lock()
+	s := srv.cancels[k]
+	srv.mu.Unlock()
+	if s == nil {
+		srv.metrics.cancels.WithLabelValues("unknown").Inc()
+		return
+	}
+	srv.metrics.cancels.WithLabelValues("forwarded").Inc()
+	s.cancelUpstream()
+}
