@@ -13,8 +13,10 @@ import (
 // values an UPDATE assigns. Values are constants or parameters; anything
 // else is Unknown.
 type Hints struct {
-	// Command is INSERT, UPDATE, DELETE, SELECT, COPY FROM, COPY TO, or ""
-	// for any other statement (which has no further hints).
+	// Command is INSERT, UPDATE, DELETE, SELECT, COPY FROM, COPY TO, a
+	// transaction control statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT,
+	// RELEASE, ROLLBACK TO, PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK
+	// PREPARED), or "" for any other statement (which has no hints).
 	Command string
 	// Target is the relation an INSERT, UPDATE, DELETE or COPY writes or
 	// reads; nil for a SELECT and for COPY (query) TO.
@@ -123,8 +125,24 @@ func hintsOf(n *pg.Node) *Hints {
 		h.where(sel.WhereClause, nil)
 	case *pg.Node_CopyStmt:
 		h.copy(s.CopyStmt)
+	case *pg.Node_TransactionStmt:
+		h.Command = transactionCommands[s.TransactionStmt.Kind]
 	}
 	return h
+}
+
+// transactionCommands name transaction control statements in Hints.
+var transactionCommands = map[pg.TransactionStmtKind]string{
+	pg.TransactionStmtKind_TRANS_STMT_BEGIN:             "BEGIN",
+	pg.TransactionStmtKind_TRANS_STMT_START:             "BEGIN",
+	pg.TransactionStmtKind_TRANS_STMT_COMMIT:            "COMMIT",
+	pg.TransactionStmtKind_TRANS_STMT_ROLLBACK:          "ROLLBACK",
+	pg.TransactionStmtKind_TRANS_STMT_SAVEPOINT:         "SAVEPOINT",
+	pg.TransactionStmtKind_TRANS_STMT_RELEASE:           "RELEASE",
+	pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:       "ROLLBACK TO",
+	pg.TransactionStmtKind_TRANS_STMT_PREPARE:           "PREPARE TRANSACTION",
+	pg.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED:   "COMMIT PREPARED",
+	pg.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED: "ROLLBACK PREPARED",
 }
 
 func (h *Hints) insert(ins *pg.InsertStmt) {

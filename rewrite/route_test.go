@@ -108,6 +108,8 @@ func TestRouteHintsReadValuesAndConditions(t *testing.T) {
 			"COPY FROM patients cols:id,state with:delimiter=;,format=csv,header=true"},
 		{"copy to", `COPY conditions TO STDOUT`, "COPY TO conditions"},
 		{"other", `CREATE TABLE t (a int)`, ""},
+		{"rollback to a savepoint", `ROLLBACK TO SAVEPOINT s1`, "ROLLBACK TO"},
+		{"start transaction", `START TRANSACTION ISOLATION LEVEL SERIALIZABLE`, "BEGIN"},
 	}
 	for _, c := range cases {
 		hs, err := RouteHints(c.sql)
