@@ -106,7 +106,11 @@ func (s *session) commitTwoPhase(writers []string) error {
 		if target == s.srv.home {
 			return s.runOwn(sql)
 		}
-		return s.sideQuery(s.regions.sides[target], sql, false)
+		sd := s.regions.sides[target]
+		if sd == nil {
+			return hiddenResult{}, errSideGone
+		}
+		return s.sideQuery(sd, sql, false)
 	}
 	var prepared []string
 	fail := func(e *Error) error {
@@ -122,6 +126,10 @@ func (s *session) commitTwoPhase(writers []string) error {
 	}
 	for _, t := range writers {
 		res, err := run(t, regions.PrepareSQL(gid, t))
+		if err == errSideGone {
+			err = &Error{Code: codeConnectionFailure, Message: "the transaction was rolled back: " +
+				"the connection to region " + s.regionOf(t) + " was lost"}
+		}
 		if err != nil {
 			if e, ok := err.(*Error); ok {
 				return fail(e)

@@ -450,6 +450,30 @@ func (s *session) abortHome() error {
 	return nil
 }
 
+// errSideGone is a side connection found closed (or ending with a FATAL
+// error) before it answered anything: the server went away while the
+// connection was idle, and the statement did not run there.
+var errSideGone = errors.New("side connection gone")
+
+// sideMessage reads a side connection's next message. A failed read, or a
+// FATAL error, loses the side: errSideGone when nothing was read before
+// (first), else the client's error for a lost connection.
+func (s *session) sideMessage(sd *side, first bool) (byte, []byte, error) {
+	typ, n, err := sd.r.next()
+	var body []byte
+	if err == nil {
+		body, err = sd.r.body(n)
+	}
+	if err == nil && !(typ == 'E' && isFatal(body)) {
+		return typ, body, nil
+	}
+	lost := s.lost(sd)
+	if first {
+		return 0, nil, errSideGone
+	}
+	return 0, nil, lost
+}
+
 // sideQuery runs a simple-protocol statement on a side connection and
 // relays its answers (its ReadyForQuery included) to the client, or, when
 // relay is false, returns them: the error, and the first column of rows.
@@ -460,17 +484,14 @@ func (s *session) sideQuery(sd *side, sql string, relay bool) (hiddenResult, err
 	b.finish()
 	sd.w.Write(b.buf)
 	if err := sd.w.Flush(); err != nil {
-		return hiddenResult{}, s.lost(sd)
+		s.lost(sd)
+		return hiddenResult{}, errSideGone
 	}
 	var out hiddenResult
-	for {
-		typ, n, err := sd.r.next()
+	for first := true; ; first = false {
+		typ, body, err := s.sideMessage(sd, first)
 		if err != nil {
-			return out, s.lost(sd)
-		}
-		body, err := sd.r.body(n)
-		if err != nil {
-			return out, s.lost(sd)
+			return out, err
 		}
 		switch {
 		case typ == 'E':
@@ -494,6 +515,34 @@ func (s *session) sideQuery(sd *side, sql string, relay bool) (hiddenResult, err
 			}
 			return out, nil
 		}
+	}
+}
+
+// onSide runs fn on the session's connection to cluster target, brought
+// up to date first (prepareSide). A connection found gone before it
+// answered anything, outside a transaction block, is opened again once:
+// the server restarted while it was idle.
+func (s *session) onSide(target string, tags map[string]string, status byte,
+	fn func(sd *side) error) error {
+	for attempt := 0; ; attempt++ {
+		sd, e := s.sideFor(target)
+		if e != nil {
+			return e
+		}
+		wasInTx := sd.inTx
+		err := s.prepareSide(sd, tags, status)
+		if err == nil {
+			err = fn(sd)
+		}
+		switch {
+		case err == errSideGone && !wasInTx && attempt == 0:
+			continue
+		case err == errSideGone:
+			region := s.regionOf(target)
+			return &Error{Code: codeConnectionFailure, Message: fmt.Sprintf("connection to region %s "+
+				"(cluster %s) lost", region, target), Hint: "Statements for other regions keep working."}
+		}
+		return err
 	}
 }
 

@@ -75,26 +75,25 @@ func (s *session) routeQuery(text string) (handled, homeWrite bool, err error) {
 			}
 		}
 	}
-	sd, e := s.sideFor(r.target)
-	if e != nil {
-		return true, false, s.answer(e, true)
-	}
-	if err := s.prepareSide(sd, an.Tags, status); err != nil {
-		return true, false, s.sideFailed(err, true)
-	}
-	s.reportTransfers(r, an.Tags)
 	s.unnamedStmt = nil
 	delete(s.regions.parses, "")
-	delete(sd.stmts, "")
-	res, err := s.sideQuery(sd, text, true)
+	err = s.onSide(r.target, an.Tags, status, func(sd *side) error {
+		delete(sd.stmts, "")
+		s.reportTransfers(r, an.Tags)
+		res, err := s.sideQuery(sd, text, true)
+		if err != nil {
+			return err
+		}
+		if status == 'T' {
+			if res.err != nil {
+				return s.abortHome()
+			}
+			sd.wrote = sd.wrote || r.write
+		}
+		return nil
+	})
 	if err != nil {
 		return true, false, s.sideFailed(err, true)
-	}
-	if status == 'T' {
-		if res.err != nil {
-			return true, false, s.abortHome()
-		}
-		sd.wrote = sd.wrote || r.write
 	}
 	return true, false, nil
 }
@@ -102,6 +101,10 @@ func (s *session) routeQuery(text string) (handled, homeWrite bool, err error) {
 // sideFailed answers an error of a side connection (a lost connection is
 // an *Error; anything else ends the session).
 func (s *session) sideFailed(err error, ready bool) error {
+	if err == errSideGone {
+		err = &Error{Code: codeConnectionFailure, Message: "connection to another region's cluster lost",
+			Hint: "Statements for other regions keep working."}
+	}
 	if e, ok := err.(*Error); ok {
 		if s.txStatus.Load() == 'T' {
 			if err := s.abortHome(); err != nil {
@@ -281,38 +284,35 @@ func (s *session) routeBind(body []byte, portal, stmt string) (handled, homeWrit
 			return true, false, s.refuseBind(s.twoRegionsError(w))
 		}
 	}
-	sd, e := s.sideFor(r.target)
-	if e != nil {
-		rs.failed = true
-		return true, false, s.answer(e, false)
-	}
-	if err := s.prepareSide(sd, an.Tags, status); err != nil {
-		rs.failed = true
-		return true, false, s.sideFailed(err, false)
-	}
-	rs.pending[sd] = struct{}{}
-	var msgs []byte
-	if prev, ok := sd.stmts[stmt]; !ok || prev != string(pbody) {
-		if ok && stmt != "" {
-			msgs = appendMessage(msgs, 'C', append([]byte{'S'}, append([]byte(stmt), 0)...))
+	err = s.onSide(r.target, an.Tags, status, func(sd *side) error {
+		var msgs []byte
+		if prev, ok := sd.stmts[stmt]; !ok || prev != string(pbody) {
+			if ok && stmt != "" {
+				msgs = appendMessage(msgs, 'C', append([]byte{'S'}, append([]byte(stmt), 0)...))
+			}
+			msgs = appendMessage(msgs, 'P', pbody)
+			sd.stmts[stmt] = string(pbody)
 		}
-		msgs = appendMessage(msgs, 'P', pbody)
-		sd.stmts[stmt] = string(pbody)
-	}
-	msgs = appendMessage(msgs, 'B', body)
-	s.reportTransfers(r, an.Tags)
-	failed, err := s.sideExtended(sd, msgs, func(typ byte) bool { return typ == '2' }, "1", "3")
+		msgs = appendMessage(msgs, 'B', body)
+		s.reportTransfers(r, an.Tags)
+		rs.pending[sd] = struct{}{}
+		failed, err := s.sideExtended(sd, msgs, func(typ byte) bool { return typ == '2' }, "1", "3")
+		switch {
+		case err != nil:
+			return err
+		case failed:
+			rs.failed = true
+			delete(sd.stmts, stmt)
+		default:
+			rs.portals[portal] = sd
+			sd.wrote = sd.wrote || r.write
+		}
+		return nil
+	})
 	if err != nil {
 		rs.failed = true
 		return true, false, s.sideFailed(err, false)
 	}
-	if failed {
-		rs.failed = true
-		delete(sd.stmts, stmt)
-		return true, false, nil
-	}
-	rs.portals[portal] = sd
-	sd.wrote = sd.wrote || r.write
 	return true, false, nil
 }
 
@@ -350,18 +350,15 @@ func (s *session) sideExtended(sd *side, msgs []byte, done func(byte) bool,
 	sd.w.Write(msgs)
 	sd.w.Write([]byte{'H', 0, 0, 0, 4})
 	if err := sd.w.Flush(); err != nil {
-		return false, s.lost(sd)
+		s.lost(sd)
+		return false, errSideGone
 	}
 	s.cwMu.Lock()
 	defer s.cwMu.Unlock()
-	for {
-		typ, n, err := sd.r.next()
+	for first := true; ; first = false {
+		typ, body, err := s.sideMessage(sd, first)
 		if err != nil {
-			return false, s.lost(sd)
-		}
-		body, err := sd.r.body(n)
-		if err != nil {
-			return false, s.lost(sd)
+			return false, err
 		}
 		skip := typ == 'S'
 		for _, sw := range swallow {
@@ -465,13 +462,9 @@ func (s *session) routeSync() error {
 			return s.answer(s.lost(sd), false)
 		}
 		for {
-			typ, n, err := sd.r.next()
+			typ, body, err := s.sideMessage(sd, false)
 			if err != nil {
-				return s.answer(s.lost(sd), false)
-			}
-			body, err := sd.r.body(n)
-			if err != nil {
-				return s.answer(s.lost(sd), false)
+				return s.answer(err.(*Error), false)
 			}
 			if typ == 'E' && !rs.failed {
 				// The implicit commit failed (a deferred constraint).

@@ -1,0 +1,230 @@
+package multiregion
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// COPY goes to the session's cluster, whose row-level security refuses
+// rows of a region it does not store: a COPY never puts a row in the
+// wrong region.
+func TestCopyNeverPutsARowInTheWrongRegion(t *testing.T) {
+	w := newWorld(t, shared(t, "us", "eu"), clinicPolicy)
+	w.start(t)
+	c := w.client(t, "clinician", "")
+	copyIn := func(rows string) error {
+		_, err := c.PgConn().CopyFrom(ctx, strings.NewReader(rows),
+			`COPY patients (id, birthdate, ssn, first, last, state) FROM STDIN WITH (FORMAT csv)`)
+		return err
+	}
+	mixed := svenID + ",1980-05-17,19800517-1234,Sven,Berg,Stockholm\n" +
+		annID + ",1970-01-01,999-00-1234,Ann,Adams,Texas\n"
+	if err := copyIn(mixed); sqlstate(err) != "42501" {
+		t.Fatalf("COPY of both regions' rows from a US session: %v, want 42501", err)
+	}
+	if err := copyIn(svenID + ",1980-05-17,19800517-1234,Sven,Berg,Stockholm\n"); sqlstate(err) != "42501" {
+		t.Fatalf("COPY of an EU row from a US session: %v, want 42501", err)
+	}
+	for _, id := range []string{svenID, annID} {
+		if u, e := w.inEach(t, id); u+e != 0 {
+			t.Fatalf("a refused COPY left patient %s: %d in us, %d in eu", id, u, e)
+		}
+	}
+	if err := copyIn(annID + ",1970-01-01,999-00-1234,Ann,Adams,Texas\n"); err != nil {
+		t.Fatalf("COPY of US rows: %v", err)
+	}
+	if u, e := w.inEach(t, annID); u != 1 || e != 0 {
+		t.Fatalf("Ann: %d in us, %d in eu", u, e)
+	}
+	// Child rows of a subject the session's cluster does not hold fail as
+	// their foreign key would.
+	if _, err := c.Exec(ctx, insertPatient, svenID, "19800517-1234", "Sven", "Berg", "x", "Stockholm"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.PgConn().CopyFrom(ctx, strings.NewReader("2020-01-01,"+svenID+",1,flu\n"),
+		`COPY conditions (start, patient, code, description) FROM STDIN WITH (FORMAT csv)`)
+	if sqlstate(err) != "23503" {
+		t.Fatalf("COPY of an EU subject's conditions from a US session: %v, want 23503", err)
+	}
+	if n := w.regions["us"].count(t, `SELECT count(*) FROM privata_clinical.conditions`) +
+		w.regions["eu"].count(t, `SELECT count(*) FROM privata_clinical.conditions`); n != 0 {
+		t.Fatalf("a refused COPY left %d conditions", n)
+	}
+}
+
+// A stopped region: statements for it fail naming it (08xxx), the other
+// region keeps working, cross-region queries name the missing region, and
+// all is well once it is back.
+func TestStoppedRegion(t *testing.T) {
+	w := newWorld(t, own(t, nil, "us", "eu"), clinicPolicy)
+	w.start(t)
+	c := w.client(t, "clinician", "treatment")
+	if _, err := c.Exec(ctx, insertPatient, svenID, "19800517-1234", "Sven", "Berg", "x", "Stockholm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.regions["eu"].cluster.Local.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The EU's statements fail, naming the region.
+	_, err := c.Exec(ctx, insertPatient, karinID, "19900101-5555", "Karin", "Ek", "y", "Uppsala")
+	if !strings.HasPrefix(sqlstate(err), "08") || !strings.Contains(err.Error(), "region eu") {
+		t.Fatalf("insert of an EU patient with the EU down: %v", err)
+	}
+	var first string
+	err = c.QueryRow(ctx, `SELECT first FROM patients WHERE id = $1`, svenID).Scan(&first)
+	if !strings.HasPrefix(sqlstate(err), "08") || !strings.Contains(err.Error(), "region eu") {
+		t.Fatalf("read of an EU patient with the EU down: %v", err)
+	}
+	// The US's go on, in the same session.
+	if _, err := c.Exec(ctx, insertPatient, annID, "999-00-1234", "Ann", "Adams", "1 Main St", "Texas"); err != nil {
+		t.Fatalf("US insert with the EU down: %v", err)
+	}
+	if err := c.QueryRow(ctx, `SELECT first FROM patients WHERE id = $1`, annID).Scan(&first); err != nil ||
+		first != "Ann" {
+		t.Fatalf("US read with the EU down: %q %v", first, err)
+	}
+	// A cross-region query names the missing region instead of answering
+	// with the US's rows alone.
+	a := w.client(t, "analyst", "research")
+	var n int
+	err = a.QueryRow(ctx, `SELECT count(*) FROM privata_global.patients`).Scan(&n)
+	if !strings.HasPrefix(sqlstate(err), "08") || !strings.Contains(err.Error(), `"eu"`) {
+		t.Fatalf("cross-region count with the EU down: %d, %v", n, err)
+	}
+	if err := w.regions["eu"].cluster.Local.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, insertPatient, karinID, "19900101-5555", "Karin", "Ek", "y", "Uppsala"); err != nil {
+		t.Fatalf("insert of an EU patient once the EU is back: %v", err)
+	}
+	if err := a.QueryRow(ctx, `SELECT count(*) FROM privata_global.patients`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("cross-region count once the EU is back: %d %v", n, err)
+	}
+}
+
+// With two-phase commit, a transaction writes to both regions and commits
+// on both or neither.
+func TestTwoPhaseCommitAcrossRegions(t *testing.T) {
+	settings := map[string]map[string]string{"eu": {"max_prepared_transactions": "0"}}
+	for _, name := range []string{"works", "eu cannot prepare"} {
+		t.Run(name, func(t *testing.T) {
+			var w *world
+			if name == "works" {
+				w = newWorld(t, shared(t, "us", "eu"), clinicPolicy)
+			} else {
+				w = newWorld(t, own(t, settings, "us", "eu"), clinicPolicy)
+			}
+			w.extra = "  two_phase_commit: true\n"
+			w.start(t)
+			c := w.client(t, "clinician", "")
+			write := func(tx pgx.Tx) {
+				t.Helper()
+				for _, p := range [][]any{{svenID, "19800517-1234", "Sven", "Berg", "x", "Stockholm"},
+					{annID, "999-00-1234", "Ann", "Adams", "y", "Texas"}} {
+					if _, err := tx.Exec(ctx, insertPatient, p...); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(tx)
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if u, e := w.inEach(t, svenID); u+e != 0 || w.regions["us"].count(t,
+				`SELECT count(*) FROM patients`) != 0 {
+				t.Fatalf("rolled back, yet rows remain")
+			}
+
+			tx, err = c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(tx)
+			err = tx.Commit(ctx)
+			us, eu := w.inEach(t, svenID)
+			ann, _ := w.inEach(t, annID)
+			if name == "works" {
+				if err != nil || us != 0 || eu != 1 || ann != 1 {
+					t.Fatalf("commit: %v; Sven %d/%d, Ann %d", err, us, eu, ann)
+				}
+			} else if err == nil || eu+ann != 0 {
+				t.Fatalf("commit with the EU unable to prepare: %v; Sven in eu %d, Ann %d", err, eu, ann)
+			}
+			for _, r := range w.regions {
+				if n := r.count(t, `SELECT count(*) FROM pg_prepared_xacts`); n != 0 {
+					t.Fatalf("%s: %d prepared transactions left", r.name, n)
+				}
+			}
+			// The session goes on.
+			var one int
+			if err := c.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// Three regions through one US instance: each subject lands at home, and
+// the US analyst counts all three.
+func TestThreeRegions(t *testing.T) {
+	src, err := os.ReadFile(clinicPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(src), "  eu:\n    cluster: eu\n", "  eu:\n    cluster: eu\n  asia:\n    cluster: asia\n", 1)
+	text = strings.Replace(text, "    Norrbotten: eu\n", "    Norrbotten: eu\n    Tokyo: asia\n", 1)
+	text += `  asia_research_in_us:
+    from: asia
+    to: us
+    roles: [analyst]
+    purposes: [research]
+    classes: [clinical]
+    basis: adequacy
+`
+	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policy, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, shared(t, "us", "eu", "asia"), policy)
+	w.start(t)
+	c := w.client(t, "clinician", "")
+	yuki := "10000000-0000-4000-8000-000000000009"
+	for _, p := range [][]any{{svenID, "19800517-1234", "Sven", "Berg", "x", "Stockholm"},
+		{annID, "999-00-1234", "Ann", "Adams", "y", "Texas"},
+		{yuki, "JP-0001", "Yuki", "Sato", "z", "Tokyo"}} {
+		if _, err := c.Exec(ctx, insertPatient, p...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, `INSERT INTO conditions (start, patient, code) VALUES ('2020-01-01', $1, 'flu')`,
+			p[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for region, id := range map[string]string{"us": annID, "eu": svenID, "asia": yuki} {
+		for other, r := range w.regions {
+			want := 0
+			if other == region {
+				want = 1
+			}
+			if n := r.count(t, `SELECT count(*) FROM privata_identity.patients WHERE id = $1`, id); n != want {
+				t.Fatalf("%s's patient: %d in %s", region, n, other)
+			}
+		}
+	}
+	a := w.client(t, "analyst", "research")
+	var byRegion string
+	err = a.QueryRow(ctx, `SELECT string_agg(r || '=' || n, ',' ORDER BY r) FROM (
+		SELECT p.privata_region r, count(*) n FROM privata_global.conditions c
+		JOIN privata_global.patients p USING (privata_pseudonym) GROUP BY 1) s`).Scan(&byRegion)
+	if err != nil || byRegion != "asia=1,eu=1,us=1" {
+		t.Fatalf("conditions per region: %q %v", byRegion, err)
+	}
+}
