@@ -71,7 +71,7 @@ func (s *session) control(text string) (handled, homeWrite bool, err error) {
 		}
 		return false, false, nil
 	}
-	return true, false, s.commitTwoPhase(writers)
+	return true, false, s.commitTwoPhase(writers, "COMMIT")
 }
 
 // endSides ends the transaction block on every side connection.
@@ -93,12 +93,13 @@ func (s *session) endSide(sd *side, sql string) {
 	}
 }
 
-// commitTwoPhase commits a transaction that wrote to several clusters:
+// commitTwoPhase commits a transaction that wrote to several clusters, and
+// answers the client with tag:
 // every part is prepared, the decision is recorded, every part is
 // committed (see package regions). The client gets COMMIT once the
 // decision to commit is recorded: a cluster that fails to commit its
 // prepared part then commits it when recovery runs.
-func (s *session) commitTwoPhase(writers []string) error {
+func (s *session) commitTwoPhase(writers []string, tag string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	gid := regions.NewGID(s.srv.home)
@@ -170,7 +171,7 @@ func (s *session) commitTwoPhase(writers []string) error {
 	if done {
 		s.srv.opts.TwoPhase.Forget(ctx, gid)
 	}
-	out := encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte("COMMIT")})
+	out := encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
 	out = append(out, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: 'I'})...)
 	s.txStatus.Store('I')
 	return s.toClient(out)
@@ -183,12 +184,4 @@ func errorFromBody(body []byte) *Error {
 		return &Error{Code: "XX000", Message: "malformed error from a cluster"}
 	}
 	return &Error{Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint}
-}
-
-// move answers an UPDATE that moves a subject to a region another
-// cluster stores (see moves.go).
-func (s *session) move(text string, an *rewrite.Analysis, params []regions.Param, r *routed,
-	status byte) error {
-	return s.refuseQuery(&Error{Code: codeFeatureNotSupport,
-		Message: "moving a subject between clusters is not supported yet"})
 }

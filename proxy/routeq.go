@@ -42,6 +42,16 @@ func (s *session) routeQuery(text string) (handled, homeWrite bool, err error) {
 	if r.control != "" && s.sideInTx() {
 		return s.control(text)
 	}
+	if r.move != nil {
+		status, err := s.drain()
+		switch {
+		case err != nil:
+			return true, false, err
+		case status == 'E':
+			return false, false, nil // the home connection answers 25P02
+		}
+		return true, false, s.move(text, an, nil, r, status)
+	}
 	if r.home(s) {
 		if r.write && s.sideInTx() {
 			if w := s.writers(s.srv.home); len(w) > 1 && !s.twoPhase() {
@@ -57,9 +67,6 @@ func (s *session) routeQuery(text string) (handled, homeWrite bool, err error) {
 	}
 	if status == 'E' {
 		return false, false, nil // the home connection answers 25P02
-	}
-	if r.move != nil {
-		return true, false, s.move(text, an, nil, r, status)
 	}
 	if r.write && status == 'T' {
 		if w := s.writers(r.target); len(w) > 1 && !s.twoPhase() {
@@ -258,6 +265,11 @@ func (s *session) routeBind(body []byte, portal, stmt string) (handled, homeWrit
 			Message: "a transaction that spans regions ends with COMMIT or ROLLBACK sent as a " +
 				"simple query", Hint: "Send COMMIT or ROLLBACK with the simple query protocol."})
 	}
+	if r.move != nil {
+		return true, false, s.refuseBind(&Error{Code: codeFeatureNotSupport,
+			Message: "a subject moves between regions only by a simple-protocol UPDATE",
+			Hint:    "Send the UPDATE that moves the subject with the simple query protocol."})
+	}
 	if r.home(s) {
 		if r.write && (s.sideInTx() || len(rs.pending) > 0) {
 			if w := s.writers(s.srv.home); len(w) > 1 && !(s.twoPhase() && s.sideInTx()) {
@@ -273,11 +285,6 @@ func (s *session) routeBind(body []byte, portal, stmt string) (handled, homeWrit
 	}
 	if status == 'E' || s.cycleError.Load() {
 		return false, false, nil // the home connection skips it, as it should
-	}
-	if r.move != nil {
-		return true, false, s.refuseBind(&Error{Code: codeFeatureNotSupport,
-			Message: "a subject moves between regions only by a simple-protocol UPDATE",
-			Hint:    "Send the UPDATE that moves the subject with the simple query protocol."})
 	}
 	if r.write {
 		if w := s.writers(r.target); len(w) > 1 && !(s.twoPhase() && status == 'T') {

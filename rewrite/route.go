@@ -35,6 +35,9 @@ type Hints struct {
 	// Equal are the conditions column = value, or column IN (values...),
 	// that the WHERE clause requires (its top-level AND terms).
 	Equal []Equality
+	// OnlyEqual is set when the WHERE clause is nothing but the
+	// conditions in Equal.
+	OnlyEqual bool
 	// Set are an UPDATE's assignments, by column.
 	Set map[string]Value
 	// Returning is set when an INSERT, UPDATE or DELETE returns rows.
@@ -232,6 +235,7 @@ func (h *Hints) where(n *pg.Node, target *pg.RangeVar) {
 	if target != nil {
 		scope = append([]Relation{*rangeVar(target)}, scope...)
 	}
+	h.OnlyEqual = n != nil
 	var terms func(n *pg.Node)
 	terms = func(n *pg.Node) {
 		switch e := n.GetNode().(type) {
@@ -240,12 +244,15 @@ func (h *Hints) where(n *pg.Node, target *pg.RangeVar) {
 				for _, a := range e.BoolExpr.Args {
 					terms(a)
 				}
+				return
 			}
 		case *pg.Node_AExpr:
 			if eq, ok := equality(e.AExpr, scope); ok {
 				h.Equal = append(h.Equal, eq)
+				return
 			}
 		}
+		h.OnlyEqual = false
 	}
 	terms(n)
 }

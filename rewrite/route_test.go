@@ -54,6 +54,9 @@ func describeHints(h *Hints) string {
 	if h.Returning {
 		b.WriteString(" returning")
 	}
+	if h.OnlyEqual {
+		b.WriteString(" only")
+	}
 	var opts []string
 	for k, v := range h.CopyOptions {
 		opts = append(opts, k+"="+v)
@@ -91,18 +94,18 @@ func TestRouteHintsReadValuesAndConditions(t *testing.T) {
 		{"insert from a query", `INSERT INTO patients SELECT * FROM staging`, "INSERT patients query"},
 		{"insert default values", `INSERT INTO patients DEFAULT VALUES`, "INSERT patients query"},
 		{"update by key", `UPDATE patients SET state = 'Uppsala', last = $2 WHERE id = $1`,
-			"UPDATE patients patients.id=$1 last:=$2 state:='Uppsala'"},
+			"UPDATE patients patients.id=$1 last:=$2 state:='Uppsala' only"},
 		{"update with an expression", `UPDATE patients p SET state = upper(state) WHERE p.id = 'x' AND true`,
 			"UPDATE patients patients.id='x' state:=?"},
 		{"delete with IN", `DELETE FROM conditions WHERE patient IN ($1, $2) RETURNING *`,
-			"DELETE conditions conditions.patient=$1|$2 returning"},
+			"DELETE conditions conditions.patient=$1|$2 returning only"},
 		{"or is not a condition", `DELETE FROM patients WHERE id = 'a' OR id = 'b'`, "DELETE patients"},
 		{"select by key, reversed", `SELECT * FROM patients WHERE 'k' = id`,
-			"SELECT from:patients patients.id='k'"},
+			"SELECT from:patients patients.id='k' only"},
 		{"select through a join", `SELECT c.code FROM conditions c JOIN patients p ON p.id = c.patient
 			WHERE p.id = $1 AND c.code = 'x'`,
-			"SELECT from:conditions from:patients patients.id=$1 conditions.code='x'"},
-		{"unqualified column, two relations", `SELECT 1 FROM a, b WHERE x = 1`, "SELECT from:a from:b ?.x='1'"},
+			"SELECT from:conditions from:patients patients.id=$1 conditions.code='x' only"},
+		{"unqualified column, two relations", `SELECT 1 FROM a, b WHERE x = 1`, "SELECT from:a from:b ?.x='1' only"},
 		{"a union has no hints", `SELECT * FROM a WHERE id = 1 UNION SELECT * FROM b`, "SELECT"},
 		{"copy from", `COPY patients (id, state) FROM STDIN WITH (FORMAT csv, HEADER true, DELIMITER ';')`,
 			"COPY FROM patients cols:id,state with:delimiter=;,format=csv,header=true"},

@@ -158,6 +158,9 @@ func TestTwoPhaseCommitAcrossRegions(t *testing.T) {
 			} else if err == nil || eu+ann != 0 {
 				t.Fatalf("commit with the EU unable to prepare: %v; Sven in eu %d, Ann %d", err, eu, ann)
 			}
+			if name == "works" {
+				moves(t, w, c)
+			}
 			for _, r := range w.regions {
 				if n := r.count(t, `SELECT count(*) FROM pg_prepared_xacts`); n != 0 {
 					t.Fatalf("%s: %d prepared transactions left", r.name, n)
@@ -226,5 +229,64 @@ func TestThreeRegions(t *testing.T) {
 		JOIN privata_global.patients p USING (privata_pseudonym) GROUP BY 1) s`).Scan(&byRegion)
 	if err != nil || byRegion != "asia=1,eu=1,us=1" {
 		t.Fatalf("conditions per region: %q %v", byRegion, err)
+	}
+}
+
+// moves moves Sven (with his conditions) from the EU to the US and back:
+// by an UPDATE on its own, then within a transaction block.
+func moves(t *testing.T, w *world, c *pgx.Conn) {
+	t.Helper()
+	us, eu := w.regions["us"], w.regions["eu"]
+	for _, code := range []string{"flu", "asthma"} {
+		if _, err := c.Exec(ctx, `INSERT INTO conditions (start, patient, code) VALUES ('2020-01-01', $1, $2)`,
+			svenID, code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	where := func(region *region) (patients, conditions int) {
+		return region.count(t, `SELECT count(*) FROM patients WHERE id = $1`, svenID),
+			region.count(t, `SELECT count(*) FROM conditions WHERE patient = $1`, svenID)
+	}
+	tag, err := c.Exec(ctx, `UPDATE patients SET state = 'Texas', city = 'Austin' WHERE id = '`+svenID+`'`,
+		pgx.QueryExecModeSimpleProtocol)
+	if err != nil || tag.String() != "UPDATE 1" {
+		t.Fatalf("move to the US: %v %v", tag, err)
+	}
+	if p, cs := where(us); p != 1 || cs != 2 {
+		t.Fatalf("after the move, the US holds %d patient and %d conditions", p, cs)
+	}
+	if p, cs := where(eu); p != 0 || cs != 0 {
+		t.Fatalf("after the move, the EU still holds %d patient and %d conditions", p, cs)
+	}
+	if us.count(t, `SELECT count(*) FROM patients WHERE id = $1 AND ssn = '19800517-1234' AND city = 'Austin'`,
+		svenID) != 1 {
+		t.Fatalf("the moved patient lost or changed a value")
+	}
+	// Reads by key follow the subject.
+	var state string
+	if err := c.QueryRow(ctx, `SELECT state FROM patients WHERE id = $1`, svenID).Scan(&state); err != nil ||
+		state != "Texas" {
+		t.Fatalf("read after the move: %q %v", state, err)
+	}
+	// Back to the EU, within a transaction block that also writes in the US.
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE patients SET marital = 'S' WHERE id = $1`, annID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE patients SET state = 'Uppsala' WHERE id = '`+svenID+`'`,
+		pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, cs := where(eu); p != 1 || cs != 2 {
+		t.Fatalf("after the move back, the EU holds %d patient and %d conditions", p, cs)
+	}
+	if p, _ := where(us); p != 0 || us.count(t, `SELECT count(*) FROM patients WHERE marital = 'S'`) != 1 {
+		t.Fatalf("after the move back: US patients %d, or Ann's update lost", p)
 	}
 }
