@@ -86,6 +86,11 @@ type Server struct {
 	// (and a subject move between them): it commits on all or none, with
 	// PREPARE TRANSACTION. Off, such a transaction is refused.
 	TwoPhaseCommit bool `yaml:"two_phase_commit"`
+	// TwoPhaseRecoveryAfter is how long a transaction Privata prepared
+	// waits before recovery (at start, then as often) resolves it as its
+	// recorded decision says: younger ones may belong to a commit in
+	// progress.
+	TwoPhaseRecoveryAfter Duration `yaml:"two_phase_recovery_after"`
 	// DirectoryEntries bounds the cache of which region holds a subject;
 	// DirectoryTTL is how long an entry is trusted.
 	DirectoryEntries int      `yaml:"directory_entries"`
@@ -246,12 +251,13 @@ func (c *Cache) check() []error {
 func Default() *Config {
 	return &Config{
 		Server: Server{
-			Listen:            "127.0.0.1:6432",
-			MetricsListen:     "127.0.0.1:9187",
-			MaxMessageBytes:   64 << 20,
-			ParseCacheEntries: 10000,
-			DirectoryEntries:  100000,
-			DirectoryTTL:      Duration(time.Minute),
+			Listen:                "127.0.0.1:6432",
+			MetricsListen:         "127.0.0.1:9187",
+			MaxMessageBytes:       64 << 20,
+			ParseCacheEntries:     10000,
+			DirectoryEntries:      100000,
+			DirectoryTTL:          Duration(time.Minute),
+			TwoPhaseRecoveryAfter: Duration(time.Minute),
 		},
 		Auth: Auth{
 			Method: "scram",
@@ -329,6 +335,9 @@ func (c *Config) check() error {
 	}
 	if len(c.Policies) == 0 {
 		errs = append(errs, errors.New("no policy files: add `policies: [policy.yaml]`"))
+	}
+	if c.Server.TwoPhaseRecoveryAfter <= 0 {
+		errs = append(errs, errors.New("server: two_phase_recovery_after must be more than 0"))
 	}
 	if c.Server.DirectoryEntries < 0 || c.Server.DirectoryTTL < 0 {
 		errs = append(errs, errors.New("server: directory_entries and directory_ttl may not be negative"))

@@ -258,10 +258,10 @@ func (s *session) runOwnParams(sql string, arg []byte) (hiddenResult, error) {
 	}
 }
 
-// sideParams runs a statement with one bound parameter on a side
-// connection and returns its answer.
-func (s *session) sideParams(sd *side, sql string, arg []byte) (hiddenResult, error) {
-	sd.w.Write(ownExtended(sql, arg))
+// sideParams runs a statement with bound parameters on a side connection
+// and returns its answer.
+func (s *session) sideParams(sd *side, sql string, args ...[]byte) (hiddenResult, error) {
+	sd.w.Write(ownExtended(sql, args...))
 	if err := sd.w.Flush(); err != nil {
 		s.lost(sd)
 		return hiddenResult{}, errSideGone
@@ -284,8 +284,8 @@ func (s *session) sideParams(sd *side, sql string, arg []byte) (hiddenResult, er
 }
 
 // ownExtended is Parse, Bind, Execute, Close and Sync of a statement with
-// one text parameter, on Privata's own statement and portal.
-func ownExtended(sql string, arg []byte) []byte {
+// text parameters, on Privata's own statement and portal.
+func ownExtended(sql string, args ...[]byte) []byte {
 	var b builder
 	b.begin('P')
 	b.str(ownStmt)
@@ -296,9 +296,11 @@ func ownExtended(sql string, arg []byte) []byte {
 	b.str(ownPortal)
 	b.str(ownStmt)
 	b.i16(0)
-	b.i16(1)
-	b.i32(int32(len(arg)))
-	b.bytes(arg)
+	b.i16(int16(len(args)))
+	for _, a := range args {
+		b.i32(int32(len(a)))
+		b.bytes(a)
+	}
 	b.i16(0)
 	b.finish()
 	b.begin('E')

@@ -13,13 +13,10 @@ import (
 	"github.com/privata/privata/storage"
 )
 
-// recoveryAge is how long a prepared transaction of Privata's waits before
-// recovery resolves it: younger ones may belong to a commit in progress.
-const recoveryAge = time.Minute
-
 // routing wires regions into the proxy's options when the configuration
 // has several clusters: the router, two-phase commit with its recovery
-// (at start, then every recoveryAge), and the log of transfers. The
+// (at start, then every server.two_phase_recovery_after), and the log of
+// transfers. The
 // returned function releases what it opened.
 func routing(ctx context.Context, cfg *config.Config, pol *policy.Policy,
 	opts *proxy.Options) (func(), error) {
@@ -45,8 +42,9 @@ func routing(ctx context.Context, cfg *config.Config, pol *policy.Policy,
 	if cfg.Server.TwoPhaseCommit {
 		tp := &regions.TwoPhase{Pools: pools}
 		opts.TwoPhase = tp
+		age := cfg.Server.TwoPhaseRecoveryAfter.D()
 		recoverOnce := func() {
-			rec, err := tp.Recover(ctx, recoveryAge)
+			rec, err := tp.Recover(ctx, age)
 			if err != nil {
 				slog.Warn("two-phase recovery", "error", err)
 				return
@@ -58,7 +56,7 @@ func routing(ctx context.Context, cfg *config.Config, pol *policy.Policy,
 		}
 		recoverOnce()
 		go func() {
-			t := time.NewTicker(recoveryAge)
+			t := time.NewTicker(age)
 			defer t.Stop()
 			for {
 				select {

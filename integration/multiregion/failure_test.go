@@ -5,8 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/privata/privata/regions"
 )
 
 // COPY goes to the session's cluster, whose row-level security refuses
@@ -288,5 +291,61 @@ func moves(t *testing.T, w *world, c *pgx.Conn) {
 	}
 	if p, _ := where(us); p != 0 || us.count(t, `SELECT count(*) FROM patients WHERE marital = 'S'`) != 1 {
 		t.Fatalf("after the move back: US patients %d, or Ann's update lost", p)
+	}
+}
+
+// Transactions a Privata instance left prepared when it died are resolved
+// when one starts: committed where the decision to commit was recorded,
+// rolled back where none was.
+func TestInDoubtTransactionsResolvedOnStart(t *testing.T) {
+	w := newWorld(t, shared(t, "us", "eu"), clinicPolicy)
+	w.extra = "  two_phase_commit: true\n  two_phase_recovery_after: 1s\n"
+	us, eu := w.regions["us"], w.regions["eu"]
+	prepare := func(r *region, gid, id, ssn, state string) {
+		t.Helper()
+		tx, err := r.conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO patients (id, birthdate, ssn, state) VALUES ($1, '1980-01-01', $2, $3)`,
+			id, ssn, state); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, regions.PrepareSQL(gid, r.name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decided, abandoned := regions.NewGID("us"), regions.NewGID("us")
+	prepare(us, decided, annID, "999-00-1234", "Texas")
+	prepare(eu, decided, svenID, "19800517-1234", "Stockholm")
+	if _, err := us.conn.Exec(ctx, `INSERT INTO privata.twophase (gid, decision) VALUES ($1, 'commit')`,
+		decided); err != nil {
+		t.Fatal(err)
+	}
+	other := "10000000-0000-4000-8000-000000000004"
+	prepare(us, abandoned, other, "999-00-9999", "Ohio")
+	prepare(eu, abandoned, karinID, "19900101-5555", "Uppsala")
+	// Older than two_phase_recovery_after, so that recovery may resolve them.
+	time.Sleep(1500 * time.Millisecond)
+	w.start(t)
+	for id, want := range map[string][2]int{annID: {1, 0}, svenID: {0, 1}, other: {0, 0}, karinID: {0, 0}} {
+		if u, e := w.inEach(t, id); u != want[0] || e != want[1] {
+			t.Fatalf("patient %s after recovery: %d in us, %d in eu; want %v", id, u, e, want)
+		}
+	}
+	for _, r := range w.regions {
+		if n := r.count(t, `SELECT count(*) FROM pg_prepared_xacts`); n != 0 {
+			t.Fatalf("%s: %d prepared transactions left", r.name, n)
+		}
+	}
+	if n := us.count(t, `SELECT count(*) FROM privata.twophase WHERE gid = $1 AND decision = 'abort'`,
+		abandoned); n != 1 {
+		t.Fatalf("the abandoned transaction's abort was not recorded")
+	}
+	if !strings.Contains(w.serve.logs(), "two-phase recovery") {
+		t.Fatalf("recovery did not log what it did:\n%s", w.serve.logs())
 	}
 }
