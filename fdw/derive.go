@@ -85,7 +85,7 @@ func selectList(cols []viewColumn, expr func(viewColumn) string) string {
 	parts := make([]string, len(cols))
 	for i, c := range cols {
 		e := expr(c)
-		if !strings.HasSuffix(e, "."+ident(c.name)) {
+		if e != ident(c.name) && !strings.HasSuffix(e, "."+ident(c.name)) {
 			e += " AS " + ident(c.name)
 		}
 		parts[i] = e
@@ -151,14 +151,16 @@ func (d *deriver) importStep(im *Import) Step {
 	var s script
 	from := im.From
 	server := ident(from.Server)
-	s.f("CREATE SERVER %s FOREIGN DATA WRAPPER postgres_fdw\n    OPTIONS (", server)
+	s.f("CREATE SERVER %s FOREIGN DATA WRAPPER postgres_fdw OPTIONS (", server)
 	for i, o := range from.Options {
-		if i > 0 {
-			s.f(", ")
+		sep := ",\n"
+		if i == len(from.Options)-1 {
+			sep = ");\n"
 		}
-		s.f("%s %s", o[0], literal(o[1]))
+		s.f("\n    %s %s", o[0], literal(o[1]))
+		s.f("%s", strings.TrimSuffix(sep, "\n"))
 	}
-	s.f(");\n")
+	s.f("\n")
 	s.f("GRANT USAGE ON FOREIGN SERVER %s TO %s;\n", server, ident(storage.Owner))
 	readers := sortedKeys(im.Mappings)
 	for _, role := range readers {

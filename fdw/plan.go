@@ -188,9 +188,11 @@ func (pl *planner) plan() (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if pl.in.SplitChanges {
+	switch {
+	case drop.SQL == "":
+	case pl.in.SplitChanges:
 		out.Before = append(out.Before, drop)
-	} else if drop.SQL != "" {
+	default:
 		out.After = append(out.After, drop)
 	}
 	if len(imports) > 0 && !pl.cat.extension {
