@@ -71,7 +71,14 @@ func (s *session) control(text string) (handled, homeWrite bool, err error) {
 		}
 		return false, false, nil
 	}
-	return true, false, s.commitTwoPhase(writers, "COMMIT")
+	e, err := s.commitAll(writers)
+	switch {
+	case err != nil:
+		return true, false, err
+	case e != nil:
+		return true, false, s.answer(e, true)
+	}
+	return true, false, s.done("COMMIT", 'I')
 }
 
 // endSides ends the transaction block on every side connection.
@@ -93,19 +100,20 @@ func (s *session) endSide(sd *side, sql string) {
 	}
 }
 
-// commitTwoPhase commits a transaction that wrote to several clusters, and
-// answers the client with tag:
-// every part is prepared, the decision is recorded, every part is
-// committed (see package regions). The client gets COMMIT once the
-// decision to commit is recorded: a cluster that fails to commit its
-// prepared part then commits it when recovery runs.
-func (s *session) commitTwoPhase(writers []string, tag string) error {
+// commitAll commits a transaction that wrote to several clusters: every
+// part is prepared, the decision is recorded, every part is committed (see
+// package regions). It returns the error to answer the client with, nil
+// when the transaction committed: once the decision to commit is
+// recorded, a cluster that fails to commit its prepared part commits it
+// when recovery runs. Home's part runs after a Sync of Privata's own, so
+// that it may run in the middle of the client's extended-protocol cycle.
+func (s *session) commitAll(writers []string) (*Error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	gid := regions.NewGID(s.srv.home)
 	run := func(target, sql string) (hiddenResult, error) {
 		if target == s.srv.home {
-			return s.runOwn(sql)
+			return s.runOwnParams(sql)
 		}
 		sd := s.regions.sides[target]
 		if sd == nil {
@@ -114,7 +122,7 @@ func (s *session) commitTwoPhase(writers []string, tag string) error {
 		return s.sideQuery(sd, sql, false)
 	}
 	var prepared []string
-	fail := func(e *Error) error {
+	fail := func(e *Error) (*Error, error) {
 		for _, t := range writers {
 			if slices.Contains(prepared, t) {
 				run(t, regions.RollbackSQL(gid, t))
@@ -123,7 +131,7 @@ func (s *session) commitTwoPhase(writers []string, tag string) error {
 			}
 		}
 		s.endSides("ROLLBACK")
-		return s.answer(e, true)
+		return e, nil
 	}
 	for _, t := range writers {
 		res, err := run(t, regions.PrepareSQL(gid, t))
@@ -135,7 +143,7 @@ func (s *session) commitTwoPhase(writers []string, tag string) error {
 			if e, ok := err.(*Error); ok {
 				return fail(e)
 			}
-			return err
+			return nil, err
 		}
 		if res.err != nil {
 			e := errorFromBody(res.err)
@@ -151,16 +159,16 @@ func (s *session) commitTwoPhase(writers []string, tag string) error {
 	}
 	switch {
 	case err != nil:
-		return s.answer(&Error{Code: regions.CodeResolutionUnknown, Message: "the outcome of this " +
+		return &Error{Code: regions.CodeResolutionUnknown, Message: "the outcome of this " +
 			"transaction is not known yet: its decision could not be recorded in region " +
 			s.regionOf(s.srv.home) + "; every region will commit or roll it back alike when " +
-			"Privata's recovery next runs"}, true)
+			"Privata's recovery next runs"}, nil
 	case !commit:
 		for _, t := range writers {
 			run(t, regions.RollbackSQL(gid, t))
 		}
-		return s.answer(&Error{Code: "40001", Message: "the transaction was rolled back: recovery " +
-			"decided so while it was in doubt"}, true)
+		return &Error{Code: "40001", Message: "the transaction was rolled back: recovery " +
+			"decided so while it was in doubt"}, nil
 	}
 	done := true
 	for _, t := range writers {
@@ -171,10 +179,8 @@ func (s *session) commitTwoPhase(writers []string, tag string) error {
 	if done {
 		s.srv.opts.TwoPhase.Forget(ctx, gid)
 	}
-	out := encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
-	out = append(out, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: 'I'})...)
 	s.txStatus.Store('I')
-	return s.toClient(out)
+	return nil, nil
 }
 
 // errorFromBody reads an ErrorResponse body into an Error.

@@ -20,26 +20,34 @@ import (
 // on both clusters with two-phase commit (within the client's transaction
 // block, at its COMMIT). The values pass through Privata's memory on their
 // way to the subject's new home, never through a third cluster.
+//
+// A move by the extended protocol runs at its Bind (portal names it, and
+// its Execute answers with the result); in the client's implicit
+// transaction it commits there, so it may not share its cycle with writes
+// to other clusters.
 func (s *session) move(text string, an *rewrite.Analysis, params []regions.Param, r *routed,
-	status byte) error {
+	status byte, portal *string) error {
+	m := &mover{s: s, implicit: status == 'I', portal: portal}
 	hints, err := rewrite.RouteHints(text)
 	if err != nil || len(hints) != 1 || len(an.Statements) != 1 {
-		return s.refuseQuery(&Error{Code: codeFeatureNotSupport,
+		return m.refuse(&Error{Code: codeFeatureNotSupport,
 			Message: "a message that moves a subject between regions must hold that one UPDATE"})
 	}
 	spec, err := s.srv.opts.Router.PlanMove(r.move, hints[0], params)
 	if err != nil {
-		return s.refuseQuery(routeError(err))
+		return m.refuse(routeError(err))
 	}
 	if s.role.AccessTo(policy.Identity) != policy.Full || s.role.AccessTo(policy.Clinical) != policy.Full {
-		return s.refuseQuery(&Error{Code: codeInsufficientPriv, Message: fmt.Sprintf("moving a subject "+
+		return m.refuse(&Error{Code: codeInsufficientPriv, Message: fmt.Sprintf("moving a subject "+
 			"copies all of its data: role %s needs full access to identity and clinical data",
 			s.role.Name)})
 	}
 	router := s.srv.opts.Router
 	from, to := router.Home(spec.From), router.Home(spec.To)
-	implicit := status == 'I'
-	m := &mover{s: s, implicit: implicit}
+	if m.implicit && portal != nil && len(s.writers("")) > 0 {
+		return m.refuse(s.twoRegionsError(append(s.writers(""), from, to)))
+	}
+	implicit := m.implicit
 	for _, target := range []string{from, to} {
 		if err := m.begin(target); err != nil {
 			return m.fail(err)
@@ -54,7 +62,7 @@ func (s *session) move(text string, an *rewrite.Analysis, params []regions.Param
 	}
 	if len(row) == 0 {
 		m.rollback()
-		return s.done("UPDATE 0", status)
+		return m.answer("UPDATE 0", status)
 	}
 	newRow, err := withValues(row[0], spec.Set)
 	if err != nil {
@@ -102,9 +110,17 @@ func (s *session) move(text string, an *rewrite.Analysis, params []regions.Param
 	router.Dir.Remember(t, spec.Key, spec.To)
 	if !implicit {
 		// The client's COMMIT commits both with two-phase commit.
-		return s.done("UPDATE 1", 'T')
+		return m.answer("UPDATE 1", 'T')
 	}
-	return s.commitTwoPhase([]string{from, to}, "UPDATE 1")
+	e, err := s.commitAll([]string{from, to})
+	switch {
+	case err != nil:
+		return err
+	case e != nil:
+		m.begun = nil
+		return m.fail(e)
+	}
+	return m.answer("UPDATE 1", 'I')
 }
 
 // qualified is a table's quoted schema-qualified name.
@@ -138,6 +154,26 @@ type mover struct {
 	s        *session
 	implicit bool
 	begun    []string // clusters where the move began a transaction
+	portal   *string  // the portal of a move by the extended protocol
+}
+
+// answer answers the move with its command tag: a simple Query's at once,
+// with ReadyForQuery; an extended-protocol move's Bind with BindComplete,
+// its Execute later.
+func (m *mover) answer(tag string, status byte) error {
+	if m.portal == nil {
+		return m.s.done(tag, status)
+	}
+	m.s.regions.moved[*m.portal] = tag
+	return m.s.toClient(encodeMessage(&pgproto3.BindComplete{}))
+}
+
+// refuse refuses the move before anything ran.
+func (m *mover) refuse(e *Error) error {
+	if m.portal == nil {
+		return m.s.refuseQuery(e)
+	}
+	return m.s.refuseBind(e)
 }
 
 // begin makes sure a transaction block is open on the cluster.
@@ -147,7 +183,7 @@ func (m *mover) begin(target string) error {
 		if !m.implicit {
 			return nil
 		}
-		res, err := s.runOwn("BEGIN")
+		res, err := s.runOwnParams("BEGIN")
 		if err != nil {
 			return err
 		}
@@ -202,7 +238,7 @@ func (m *mover) rollback() {
 	s := m.s
 	for _, t := range m.begun {
 		if t == s.srv.home {
-			s.runOwn("ROLLBACK")
+			s.runOwnParams("ROLLBACK")
 		} else if sd := s.regions.sides[t]; sd != nil {
 			s.endSide(sd, "ROLLBACK")
 		}
@@ -213,17 +249,29 @@ func (m *mover) rollback() {
 // holds aborts it; one of its own rolls back.
 func (m *mover) fail(err error) error {
 	s := m.s
-	if m.implicit {
-		m.rollback()
-	} else if err := s.abortHome(); err != nil {
-		return err
-	}
 	if err == errSideGone {
 		err = &Error{Code: codeConnectionFailure, Message: "the move was rolled back: a region's " +
 			"connection was lost"}
 	}
 	e, ok := err.(*Error)
 	if !ok {
+		return err
+	}
+	if m.portal != nil {
+		// The client's cycle goes on failing until its Sync: Privata skips
+		// its messages, and the home connection fails its transaction block.
+		m.rollback()
+		s.regions.failed = true
+		if !m.implicit {
+			if err := s.abortHomeExtended(); err != nil {
+				return err
+			}
+		}
+		return s.toClient(e.encode())
+	}
+	if m.implicit {
+		m.rollback()
+	} else if err := s.abortHome(); err != nil {
 		return err
 	}
 	status := byte('I')
@@ -234,12 +282,32 @@ func (m *mover) fail(err error) error {
 	return s.toClient(b)
 }
 
-// runOwnParams runs a statement with one bound parameter on the home
-// connection, in the extended protocol on Privata's own statement, and
-// returns its answer.
-func (s *session) runOwnParams(sql string, arg []byte) (hiddenResult, error) {
+// abortHomeExtended fails the client's transaction block on the home
+// connection in the middle of an extended-protocol cycle: a Bind of a
+// statement that does not exist fails there, and the backend skips the
+// rest of the cycle, as the client expects.
+func (s *session) abortHomeExtended() error {
+	if err := s.push(entry{kind: kBind, hidden: true, quiet: true}); err != nil {
+		return err
+	}
+	var b builder
+	b.begin('B')
+	b.str("")
+	b.str(ownStmt + "\x1fnone")
+	b.i16(0)
+	b.i16(0)
+	b.i16(0)
+	b.finish()
+	s.uw.Write(b.buf)
+	return nil
+}
+
+// runOwnParams runs a statement with bound parameters on the home
+// connection, in the extended protocol on Privata's own statement, ending
+// with a Sync of its own, and returns its answer.
+func (s *session) runOwnParams(sql string, args ...[]byte) (hiddenResult, error) {
 	ch := make(chan hiddenResult, 1)
-	b := ownExtended(sql, arg)
+	b := ownExtended(sql, args...)
 	for _, k := range []kind{kParse, kBind, kExecute, kClose, kClose, kSync} {
 		e := entry{kind: k, hidden: true, quiet: true, result: ch, homeWrite: k == kExecute}
 		if err := s.push(e); err != nil {

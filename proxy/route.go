@@ -72,6 +72,7 @@ type regionState struct {
 	failed   bool               // an error on a side in the current extended cycle
 	pending  map[*side]struct{} // sides that got extended messages since Sync
 	writes   map[string]bool    // portals bound at home whose statement may write
+	moved    map[string]string  // portals of moves carried out at Bind: their command tags
 }
 
 func (srv *Server) initRegions() error {
@@ -105,7 +106,7 @@ func (srv *Server) newRegionState(st *startup) *regionState {
 	}
 	rs := &regionState{user: string(st.user), params: map[string]string{}, sides: map[string]*side{},
 		parses: map[string][]byte{}, portals: map[string]*side{}, declared: map[string]string{},
-		pending: map[*side]struct{}{}, writes: map[string]bool{}}
+		pending: map[*side]struct{}{}, writes: map[string]bool{}, moved: map[string]string{}}
 	for k, v := range st.params {
 		rs.params[k] = v
 	}

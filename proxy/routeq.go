@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/privata/privata/regions"
 	"github.com/privata/privata/rewrite"
 )
@@ -50,7 +52,7 @@ func (s *session) routeQuery(text string) (handled, homeWrite bool, err error) {
 		case status == 'E':
 			return false, false, nil // the home connection answers 25P02
 		}
-		return true, false, s.move(text, an, nil, r, status)
+		return true, false, s.move(text, an, nil, r, status, nil)
 	}
 	if r.home(s) {
 		if r.write && s.sideInTx() {
@@ -243,6 +245,7 @@ func (s *session) routeBind(body []byte, portal, stmt string) (handled, homeWrit
 		return true, false, nil
 	}
 	delete(rs.portals, portal)
+	delete(rs.moved, portal)
 	pbody := rs.parses[stmt]
 	if pbody == nil {
 		return false, false, nil
@@ -266,9 +269,14 @@ func (s *session) routeBind(body []byte, portal, stmt string) (handled, homeWrit
 				"simple query", Hint: "Send COMMIT or ROLLBACK with the simple query protocol."})
 	}
 	if r.move != nil {
-		return true, false, s.refuseBind(&Error{Code: codeFeatureNotSupport,
-			Message: "a subject moves between regions only by a simple-protocol UPDATE",
-			Hint:    "Send the UPDATE that moves the subject with the simple query protocol."})
+		status, err := s.drain()
+		switch {
+		case err != nil:
+			return true, false, err
+		case status == 'E' || s.cycleError.Load():
+			return false, false, nil // the home connection skips it, as it should
+		}
+		return true, false, s.move(text, an, params, r, status, &portal)
 	}
 	if r.home(s) {
 		if r.write && (s.sideInTx() || len(rs.pending) > 0) {
@@ -393,6 +401,9 @@ func (s *session) routeDescribe(body []byte) (bool, error) {
 		return false, nil
 	}
 	name, _, _ := cstring(body[1:])
+	if _, ok := rs.moved[string(name)]; ok {
+		return true, s.toClient(encodeMessage(&pgproto3.NoData{}))
+	}
 	sd := rs.portals[string(name)]
 	if sd == nil {
 		return false, nil
@@ -412,6 +423,10 @@ func (s *session) routeExecute(body []byte, portal string) (bool, error) {
 	rs := s.regions
 	if rs.failed {
 		return true, nil
+	}
+	if tag, ok := rs.moved[portal]; ok {
+		delete(rs.moved, portal)
+		return true, s.toClient(encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(tag)}))
 	}
 	sd := rs.portals[portal]
 	if sd == nil {
@@ -437,6 +452,10 @@ func (s *session) routeClose(body []byte) (bool, error) {
 		return false, nil
 	}
 	name, _, _ := cstring(body[1:])
+	if _, ok := rs.moved[string(name)]; ok {
+		delete(rs.moved, string(name))
+		return true, s.toClient(encodeMessage(&pgproto3.CloseComplete{}))
+	}
 	sd := rs.portals[string(name)]
 	if sd == nil {
 		return false, nil
@@ -456,6 +475,7 @@ func (s *session) routeClose(body []byte) (bool, error) {
 func (s *session) routeSync() error {
 	rs := s.regions
 	defer func() { rs.failed = false }()
+	clear(rs.moved)
 	if len(rs.pending) == 0 {
 		return nil
 	}

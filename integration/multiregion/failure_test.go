@@ -292,6 +292,35 @@ func moves(t *testing.T, w *world, c *pgx.Conn) {
 	if p, _ := where(us); p != 0 || us.count(t, `SELECT count(*) FROM patients WHERE marital = 'S'`) != 1 {
 		t.Fatalf("after the move back: US patients %d, or Ann's update lost", p)
 	}
+	// With bound values (the extended protocol), on its own and in a block.
+	move := `UPDATE patients SET state = $2 WHERE id = $1`
+	if tag, err := c.Exec(ctx, move, svenID, "Ohio"); err != nil || tag.String() != "UPDATE 1" {
+		t.Fatalf("extended move to the US: %v %v", tag, err)
+	}
+	if p, cs := where(us); p != 1 || cs != 2 {
+		t.Fatalf("after the extended move, the US holds %d patient and %d conditions", p, cs)
+	}
+	tx, err = c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag, err := tx.Exec(ctx, move, svenID, "Stockholm"); err != nil || tag.String() != "UPDATE 1" {
+		t.Fatalf("extended move back in a block: %v %v", tag, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, cs := where(eu); p != 1 || cs != 2 {
+		t.Fatalf("after the extended move back, the EU holds %d patient and %d conditions", p, cs)
+	}
+	// A move whose WHERE clause says more than the key is refused.
+	_, err = c.Exec(ctx, `UPDATE patients SET state = 'Ohio' WHERE id = $1 AND marital = 'S'`, svenID)
+	if sqlstate(err) != "0A000" {
+		t.Fatalf("move with a wider WHERE clause: %v", err)
+	}
+	if p, _ := where(eu); p != 1 {
+		t.Fatalf("a refused move moved the patient")
+	}
 }
 
 // Transactions a Privata instance left prepared when it died are resolved
