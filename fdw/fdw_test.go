@@ -334,3 +334,36 @@ func TestThreeRegions(t *testing.T) {
 		t.Fatalf("asia has %d foreign servers (%v)", servers, err)
 	}
 }
+
+// A policy change that changes the split tables (a column moving between
+// classes) rebuilds the views over them around the storage's migration,
+// in the same transaction.
+func TestPolicyChangeRebuildsAroundTheMigration(t *testing.T) {
+	w := twoRegions(t)
+	w.policy = strings.Replace(w.policy, "identity: [ssn, first, last, state, birthdate]",
+		"identity: [ssn, first, last, state, birthdate, marital]", 1)
+	w.policy = strings.Replace(w.policy, "    clinical: [marital]\n", "", 1)
+	plans := w.plan(t)
+	for name, pl := range plans {
+		if len(pl.Before) == 0 || !strings.Contains(strings.Join(pl.Reasons, "; "), "split tables change") {
+			t.Fatalf("%s: the plan does not drop the views before the migration: %v", name, pl.Reasons)
+		}
+	}
+	w.apply(t)
+	// marital is identity data now: the analyst's research reads it as NULL
+	// from both regions, and counts as before.
+	us := w.regions["us"]
+	var n, withMarital int64
+	err := us.as(t, "analyst", "research", func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT count(*), count(marital) FROM privata_global.patients`).
+			Scan(&n, &withMarital)
+	})
+	if err != nil || n != 5 || withMarital != 0 {
+		t.Fatalf("after the change: %d patients, %d with marital (%v); want 5 and 0", n, withMarital, err)
+	}
+	for name, pl := range w.plan(t) {
+		if !pl.Empty() {
+			t.Fatalf("%s plans again after the change:\n%s", name, stepsSQL(pl.After))
+		}
+	}
+}

@@ -123,6 +123,7 @@ func (s *session) commitAll(writers []string) (*Error, error) {
 	}
 	var prepared []string
 	fail := func(e *Error) (*Error, error) {
+		s.srv.rmetrics.twoPhase.WithLabelValues("rolled_back").Inc()
 		for _, t := range writers {
 			if slices.Contains(prepared, t) {
 				run(t, regions.RollbackSQL(gid, t))
@@ -159,11 +160,13 @@ func (s *session) commitAll(writers []string) (*Error, error) {
 	}
 	switch {
 	case err != nil:
+		s.srv.rmetrics.twoPhase.WithLabelValues("unknown").Inc()
 		return &Error{Code: regions.CodeResolutionUnknown, Message: "the outcome of this " +
 			"transaction is not known yet: its decision could not be recorded in region " +
 			s.regionOf(s.srv.home) + "; every region will commit or roll it back alike when " +
 			"Privata's recovery next runs"}, nil
 	case !commit:
+		s.srv.rmetrics.twoPhase.WithLabelValues("rolled_back").Inc()
 		for _, t := range writers {
 			run(t, regions.RollbackSQL(gid, t))
 		}
@@ -179,6 +182,7 @@ func (s *session) commitAll(writers []string) (*Error, error) {
 	if done {
 		s.srv.opts.TwoPhase.Forget(ctx, gid)
 	}
+	s.srv.rmetrics.twoPhase.WithLabelValues("committed").Inc()
 	s.txStatus.Store('I')
 	return nil, nil
 }

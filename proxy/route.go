@@ -84,6 +84,7 @@ func (srv *Server) initRegions() error {
 	if srv.home == "" {
 		return fmt.Errorf("server: region %s has no cluster that stores it", srv.region)
 	}
+	srv.rmetrics = newRegionMetrics(srv.opts.Registerer, r.Dir)
 	srv.upstreams = map[string]*pgconn.Config{}
 	for _, p := range r.Topo.Peers {
 		cluster := strings.Split(p.Target.Name, "+")[0]
@@ -250,8 +251,9 @@ func (s *session) checkCrossings(st *rewrite.Statement, sess regions.Session) *E
 			}
 		}
 	}
-	if s.srv.opts.OnTransfer != nil {
-		for _, t := range byRegion {
+	for _, t := range byRegion {
+		s.srv.rmetrics.transfers.WithLabelValues(t.From, t.Via).Inc()
+		if s.srv.opts.OnTransfer != nil {
 			s.srv.opts.OnTransfer(*t)
 		}
 	}
@@ -265,7 +267,14 @@ func (s *session) transfer(sess regions.Session, from, via string) *Transfer {
 
 // reportTransfers tells the server about a routed read under transfers.
 func (s *session) reportTransfers(r *routed, tags map[string]string) {
-	if len(r.transfers) == 0 || s.srv.opts.OnTransfer == nil {
+	if !r.home(s) {
+		s.srv.rmetrics.routed.WithLabelValues(s.regionOf(r.target)).Inc()
+	}
+	if len(r.transfers) == 0 {
+		return
+	}
+	s.srv.rmetrics.transfers.WithLabelValues(r.from, "routing").Inc()
+	if s.srv.opts.OnTransfer == nil {
 		return
 	}
 	t := s.transfer(s.routeSession(tags), r.from, "routing")

@@ -78,6 +78,7 @@ type Server struct {
 	region    string
 	home      string
 	upstreams map[string]*pgconn.Config
+	rmetrics  *regionMetrics
 
 	fakeSecret []byte
 

@@ -70,6 +70,11 @@ func (s *session) sideFor(target string) (*side, *Error) {
 	defer cancel()
 	region := s.regionOf(target)
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	outcome := "opened"
+	if err != nil {
+		outcome = "failed"
+	}
+	s.srv.rmetrics.sides.WithLabelValues(region, outcome).Inc()
 	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,7 +143,7 @@ func newWorld(t *testing.T, clusters map[string]*pgtest.Cluster, policyFile stri
 }
 
 // config writes privata.yaml and returns its path.
-func (w *world) config(t *testing.T, listen string) string {
+func (w *world) config(t *testing.T, listen string, metrics ...string) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("clusters:\n")
@@ -150,7 +152,12 @@ func (w *world) config(t *testing.T, listen string) string {
 			fdwPassword)
 	}
 	fmt.Fprintf(&b, "policies: ['%s']\n", w.policy)
-	fmt.Fprintf(&b, "server:\n  listen: %s\n  metrics_listen: ''\n  region: %s\n%s", listen, w.region, w.extra)
+	ml := "''"
+	if len(metrics) > 0 {
+		ml = metrics[0]
+	}
+	fmt.Fprintf(&b, "server:\n  listen: %s\n  metrics_listen: %s\n  region: %s\n%s", listen, ml, w.region,
+		w.extra)
 	b.WriteString("auth: {method: trust}\n")
 	file := filepath.Join(w.dir, "privata.yaml")
 	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
@@ -171,8 +178,9 @@ func (w *world) run(t *testing.T, verb string) (string, string, error) {
 
 // server is a running `privata serve`.
 type server struct {
-	cmd  *exec.Cmd
-	addr string
+	cmd     *exec.Cmd
+	addr    string
+	metrics string // address of /metrics
 	mu   sync.Mutex
 	log  bytes.Buffer
 	done chan error
@@ -199,8 +207,13 @@ func (w *world) start(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{addr: fmt.Sprintf("127.0.0.1:%d", port), done: make(chan error, 1)}
-	s.cmd = exec.Command(privata(t), "serve", "-c", w.config(t, s.addr))
+	mport, err := localpg.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{addr: fmt.Sprintf("127.0.0.1:%d", port), metrics: fmt.Sprintf("127.0.0.1:%d", mport),
+		done: make(chan error, 1)}
+	s.cmd = exec.Command(privata(t), "serve", "-c", w.config(t, s.addr, s.metrics))
 	s.cmd.Stdout, s.cmd.Stderr = s, s
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -220,6 +233,21 @@ func (w *world) start(t *testing.T) *server {
 	}
 	w.serve = s
 	return s
+}
+
+// scrape returns the server's metrics.
+func (s *server) scrape(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + s.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // stop stops the server (SIGTERM) and waits for it.

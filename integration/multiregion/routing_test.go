@@ -151,4 +151,13 @@ func TestRoutingOfEveryStatementKind(t *testing.T) {
 	if !strings.Contains(w.serve.logs(), "msg=transfer") {
 		t.Fatalf("the server logged no transfer:\n%s", w.serve.logs())
 	}
+	m := w.serve.scrape(t)
+	for _, want := range []string{`privata_routed_statements_total{region="eu"}`,
+		`privata_transfers_total{from="eu",via="routing"}`,
+		`privata_region_connections_total{outcome="opened",region="eu"}`,
+		`privata_directory_lookups_total{result="cached"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
