@@ -105,7 +105,8 @@ func TestRouteHintsReadValuesAndConditions(t *testing.T) {
 		{"select through a join", `SELECT c.code FROM conditions c JOIN patients p ON p.id = c.patient
 			WHERE p.id = $1 AND c.code = 'x'`,
 			"SELECT from:conditions from:patients patients.id=$1 conditions.code='x' only"},
-		{"unqualified column, two relations", `SELECT 1 FROM a, b WHERE x = 1`, "SELECT from:a from:b ?.x='1' only"},
+		{"unqualified column, two relations", `SELECT 1 FROM a, b WHERE x = 1`,
+			"SELECT from:a from:b ?.x='1' only"},
 		{"a union has no hints", `SELECT * FROM a WHERE id = 1 UNION SELECT * FROM b`, "SELECT"},
 		{"copy from", `COPY patients (id, state) FROM STDIN WITH (FORMAT csv, HEADER true, DELIMITER ';')`,
 			"COPY FROM patients cols:id,state with:delimiter=;,format=csv,header=true"},

@@ -45,7 +45,7 @@ func TestCopyNeverPutsARowInTheWrongRegion(t *testing.T) {
 	}
 	// Child rows of a subject the session's cluster does not hold fail as
 	// their foreign key would.
-	if _, err := c.Exec(ctx, insertPatient, svenID, "19800517-1234", "Sven", "Berg", "x", "Stockholm"); err != nil {
+	if _, err := c.Exec(ctx, insertPatient, sven...); err != nil {
 		t.Fatal(err)
 	}
 	_, err := c.PgConn().CopyFrom(ctx, strings.NewReader("2020-01-01,"+svenID+",1,flu\n"),
@@ -66,14 +66,14 @@ func TestStoppedRegion(t *testing.T) {
 	w := newWorld(t, own(t, nil, "us", "eu"), clinicPolicy)
 	w.start(t)
 	c := w.client(t, "clinician", "treatment")
-	if _, err := c.Exec(ctx, insertPatient, svenID, "19800517-1234", "Sven", "Berg", "x", "Stockholm"); err != nil {
+	if _, err := c.Exec(ctx, insertPatient, sven...); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.regions["eu"].cluster.Local.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	// The EU's statements fail, naming the region.
-	_, err := c.Exec(ctx, insertPatient, karinID, "19900101-5555", "Karin", "Ek", "y", "Uppsala")
+	_, err := c.Exec(ctx, insertPatient, karin...)
 	if !strings.HasPrefix(sqlstate(err), "08") || !strings.Contains(err.Error(), "region eu") {
 		t.Fatalf("insert of an EU patient with the EU down: %v", err)
 	}
@@ -83,7 +83,7 @@ func TestStoppedRegion(t *testing.T) {
 		t.Fatalf("read of an EU patient with the EU down: %v", err)
 	}
 	// The US's go on, in the same session.
-	if _, err := c.Exec(ctx, insertPatient, annID, "999-00-1234", "Ann", "Adams", "1 Main St", "Texas"); err != nil {
+	if _, err := c.Exec(ctx, insertPatient, ann...); err != nil {
 		t.Fatalf("US insert with the EU down: %v", err)
 	}
 	if err := c.QueryRow(ctx, `SELECT first FROM patients WHERE id = $1`, annID).Scan(&first); err != nil ||
@@ -101,7 +101,7 @@ func TestStoppedRegion(t *testing.T) {
 	if err := w.regions["eu"].cluster.Local.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Exec(ctx, insertPatient, karinID, "19900101-5555", "Karin", "Ek", "y", "Uppsala"); err != nil {
+	if _, err := c.Exec(ctx, insertPatient, karin...); err != nil {
 		t.Fatalf("insert of an EU patient once the EU is back: %v", err)
 	}
 	if err := a.QueryRow(ctx, `SELECT count(*) FROM privata_global.patients`).Scan(&n); err != nil || n != 3 {
@@ -126,8 +126,7 @@ func TestTwoPhaseCommitAcrossRegions(t *testing.T) {
 			c := w.client(t, "clinician", "")
 			write := func(tx pgx.Tx) {
 				t.Helper()
-				for _, p := range [][]any{{svenID, "19800517-1234", "Sven", "Berg", "x", "Stockholm"},
-					{annID, "999-00-1234", "Ann", "Adams", "y", "Texas"}} {
+				for _, p := range [][]any{sven, ann} {
 					if _, err := tx.Exec(ctx, insertPatient, p...); err != nil {
 						t.Fatal(err)
 					}
@@ -185,7 +184,8 @@ func TestThreeRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(string(src), "  eu:\n    cluster: eu\n", "  eu:\n    cluster: eu\n  asia:\n    cluster: asia\n", 1)
+	text := strings.Replace(string(src), "  eu:\n    cluster: eu\n",
+		"  eu:\n    cluster: eu\n  asia:\n    cluster: asia\n", 1)
 	text = strings.Replace(text, "    Norrbotten: eu\n", "    Norrbotten: eu\n    Tokyo: asia\n", 1)
 	text += `  asia_research_in_us:
     from: asia
@@ -203,9 +203,7 @@ func TestThreeRegions(t *testing.T) {
 	w.start(t)
 	c := w.client(t, "clinician", "")
 	yuki := "10000000-0000-4000-8000-000000000009"
-	for _, p := range [][]any{{svenID, "19800517-1234", "Sven", "Berg", "x", "Stockholm"},
-		{annID, "999-00-1234", "Ann", "Adams", "y", "Texas"},
-		{yuki, "JP-0001", "Yuki", "Sato", "z", "Tokyo"}} {
+	for _, p := range [][]any{sven, ann, {yuki, "JP-0001", "Yuki", "Sato", "z", "Tokyo"}} {
 		if _, err := c.Exec(ctx, insertPatient, p...); err != nil {
 			t.Fatal(err)
 		}
@@ -336,8 +334,8 @@ func TestInDoubtTransactionsResolvedOnStart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO patients (id, birthdate, ssn, state) VALUES ($1, '1980-01-01', $2, $3)`,
-			id, ssn, state); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO patients (id, birthdate, ssn, state)
+			VALUES ($1, '1980-01-01', $2, $3)`, id, ssn, state); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tx.Exec(ctx, regions.PrepareSQL(gid, r.name)); err != nil {

@@ -181,9 +181,9 @@ type server struct {
 	cmd     *exec.Cmd
 	addr    string
 	metrics string // address of /metrics
-	mu   sync.Mutex
-	log  bytes.Buffer
-	done chan error
+	mu      sync.Mutex
+	log     bytes.Buffer
+	done    chan error
 }
 
 func (s *server) Write(p []byte) (int, error) {

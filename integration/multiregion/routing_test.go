@@ -16,6 +16,13 @@ const (
 	karinID = "10000000-0000-4000-8000-000000000003" // Uppsala: eu
 )
 
+// The arguments of insertPatient for each.
+var (
+	sven  = []any{svenID, "19800517-1234", "Sven", "Berg", "Storgatan 1", "Stockholm"}
+	ann   = []any{annID, "999-00-1234", "Ann", "Adams", "1 Main St", "Texas"}
+	karin = []any{karinID, "19900101-5555", "Karin", "Ek", "Gatan 2", "Uppsala"}
+)
+
 const insertPatient = `INSERT INTO patients (id, birthdate, ssn, first, last, address, state, marital, gender)
 	VALUES ($1, '1980-05-17', $2, $3, $4, $5, $6, 'M', 'M')`
 
@@ -75,8 +82,8 @@ func TestRoutingOfEveryStatementKind(t *testing.T) {
 		t.Fatalf("read Sven by key: %q %v", first, err)
 	}
 	var n int
-	if err := c.QueryRow(ctx, `SELECT count(*) FROM conditions WHERE patient = $1`, svenID).Scan(&n); err != nil ||
-		n != 2 {
+	err := c.QueryRow(ctx, `SELECT count(*) FROM conditions WHERE patient = $1`, svenID).Scan(&n)
+	if err != nil || n != 2 {
 		t.Fatalf("read Sven's conditions by key: %d %v", n, err)
 	}
 
@@ -94,7 +101,7 @@ func TestRoutingOfEveryStatementKind(t *testing.T) {
 	}
 
 	// A move to a region of another cluster needs two-phase commit.
-	_, err := c.Exec(ctx, `UPDATE patients SET state = 'Texas' WHERE id = $1`, svenID)
+	_, err = c.Exec(ctx, `UPDATE patients SET state = 'Texas' WHERE id = $1`, svenID)
 	if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "two-phase commit") {
 		t.Fatalf("move without two-phase commit: %v", err)
 	}
