@@ -45,10 +45,15 @@ func (s *session) front() error {
 		case 'E':
 			err = s.execute(n)
 		case 'D':
-			err = s.forward(kDescribe, typ, n)
+			err = s.describe(n)
 		case 'C':
 			err = s.closeMessage(n)
 		case 'S':
+			if s.regions != nil {
+				if err = s.routeSync(); err != nil {
+					break
+				}
+			}
 			err = s.forward(kSync, typ, n)
 		case 'H':
 			if err = s.cr.copyTo(s.uw, typ, n); err == nil && s.uw.Flush() != nil {
@@ -124,6 +129,14 @@ func (s *session) query(n int) error {
 		s.writeQuery(standIn)
 		return nil
 	}
+	homeWrite := false
+	if s.regions != nil {
+		handled, write, err := s.routeQuery(string(text))
+		if handled || err != nil {
+			return err
+		}
+		homeWrite = write
+	}
 	// A Query drops the unnamed prepared statement.
 	s.unnamedStmt = nil
 	if len(info.want) > 0 {
@@ -133,7 +146,7 @@ func (s *session) query(n int) error {
 			}
 		}
 	}
-	e := entry{kind: kQuery, st: info, ctx: info.ctx, sent: time.Now()}
+	e := entry{kind: kQuery, st: info, ctx: info.ctx, sent: time.Now(), homeWrite: homeWrite}
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
 	}
@@ -159,7 +172,16 @@ func (s *session) parse(n int) error {
 	if !ok1 || !ok2 {
 		return protocolError("invalid string in Parse message")
 	}
+	if s.regions != nil && s.regions.failed {
+		return nil // an error on another region's cluster: skip to Sync
+	}
 	info, refusal := s.analyze(text)
+	if s.regions != nil {
+		delete(s.regions.parses, string(name))
+		if refusal == nil {
+			s.regions.parses[string(name)] = append([]byte(nil), body...)
+		}
+	}
 	if refusal != nil {
 		s.setStmt(name, nil)
 		if err := s.push(entry{kind: kParse, refusal: refusal.encode()}); err != nil {
@@ -219,6 +241,13 @@ func (s *session) bind(n int) error {
 		return protocolError("invalid string in Bind message")
 	}
 	info := s.stmt(stmt)
+	if s.regions != nil {
+		handled, write, err := s.routeBind(body, string(portal), string(stmt))
+		if handled || err != nil {
+			return err
+		}
+		s.regions.writes[string(portal)] = write
+	}
 	if len(portal) == 0 {
 		s.unnamedPortal = info
 	} else if info != nil {
@@ -244,6 +273,13 @@ func (s *session) execute(n int) error {
 	if !ok {
 		return protocolError("invalid string in Execute message")
 	}
+	homeWrite := false
+	if s.regions != nil {
+		if handled, err := s.routeExecute(body, string(portal)); handled || err != nil {
+			return err
+		}
+		homeWrite = s.regions.writes[string(portal)]
+	}
 	info := s.portal(portal)
 	if info != nil && len(info.want) > 0 {
 		if sets := s.ctx.needs(info.want); len(sets) > 0 {
@@ -252,7 +288,7 @@ func (s *session) execute(n int) error {
 			}
 		}
 	}
-	e := entry{kind: kExecute, st: info, sent: time.Now()}
+	e := entry{kind: kExecute, st: info, sent: time.Now(), homeWrite: homeWrite}
 	e.ctx = info != nil && info.ctx
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
@@ -264,6 +300,26 @@ func (s *session) execute(n int) error {
 	if info != nil && info.resets {
 		return s.reassume(false)
 	}
+	return nil
+}
+
+// describe forwards a Describe, unless it describes a portal bound on
+// another region's cluster.
+func (s *session) describe(n int) error {
+	if s.regions == nil {
+		return s.forward(kDescribe, 'D', n)
+	}
+	body, err := s.cr.body(n)
+	if err != nil {
+		return err
+	}
+	if handled, err := s.routeDescribe(body); handled || err != nil {
+		return err
+	}
+	if err := s.push(entry{kind: kDescribe}); err != nil {
+		return err
+	}
+	writeMessage(s.uw, 'D', body)
 	return nil
 }
 
@@ -279,6 +335,11 @@ func (s *session) closeMessage(n int) error {
 	name, _, ok := cstring(body[1:])
 	if !ok {
 		return protocolError("invalid string in Close message")
+	}
+	if s.regions != nil {
+		if handled, err := s.routeClose(body); handled || err != nil {
+			return err
+		}
 	}
 	switch body[0] {
 	case 'S':

@@ -50,7 +50,13 @@ func serve(ctx context.Context, file string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := proxy.New(cfg, pol, proxy.Options{Registerer: reg, OnSessionEnd: logSession})
+	opts := proxy.Options{Registerer: reg, OnSessionEnd: logSession}
+	release, err := routing(ctx, cfg, pol, &opts)
+	if err != nil {
+		return err
+	}
+	defer release()
+	srv, err := proxy.New(cfg, pol, opts)
 	if err != nil {
 		return err
 	}
