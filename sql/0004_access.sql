@@ -17,7 +17,7 @@ CREATE OR REPLACE FUNCTION privata.has_access(group_role text) RETURNS boolean
 -- CONFLICT DO UPDATE proposes two rows for the same existing row. Upserts
 -- on split tables are rewritten (package rewrite) and call it themselves.
 CREATE OR REPLACE FUNCTION privata.upsert_twice() RETURNS boolean
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql VOLATILE
     AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = 'cardinality_violation',
