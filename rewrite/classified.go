@@ -26,7 +26,7 @@ var onClassified = map[OperationKind]verdict{
 	OpTruncate: {action: Rewrite},
 	// COPY FROM a view goes through its INSTEAD OF INSERT trigger.
 	OpCopyFrom: {action: Allow},
-	OpMerge: {action: Refuse, hint: "Use INSERT ... ON CONFLICT, UPDATE or DELETE."},
+	OpMerge:    {action: Refuse, hint: "Use INSERT ... ON CONFLICT, UPDATE or DELETE."},
 	OpCurrentOf: {action: Refuse,
 		hint: "Update or delete the row by its key (WHERE id = ...)."},
 	// LOCK ... IN ACCESS SHARE MODE is not recorded: it is allowed.
