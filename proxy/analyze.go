@@ -21,6 +21,9 @@ type stmtInfo struct {
 	ctx    bool              // a statement may change the context settings
 	// analysis is the statement analysis, for per-statement observers.
 	analysis *rewrite.Analysis
+	// wire, when set, is the text sent upstream in place of the client's
+	// (rewrite.go).
+	wire string
 }
 
 // stmtFacts are one statement's effects on the session.
@@ -63,6 +66,7 @@ func (srv *Server) initAnalysis() {
 		opts = append(opts, rewrite.MaxTextBytes(maxText))
 	}
 	srv.analyzer = rewrite.NewAnalyzer(entries, opts...)
+	srv.rewriter = rewrite.NewRewriter(srv.pol, entries)
 	srv.decisions = map[rewrite.Kind][2]prometheus.Counter{}
 	for k := range plain {
 		srv.decisions[k] = [2]prometheus.Counter{
@@ -120,6 +124,7 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 		return emptyInfo, nil
 	}
 	sess := rewrite.Session{Role: s.role, BreakGlass: s.breakGlass}
+	rewrites := false
 	for _, st := range an.Statements {
 		d := rewrite.Decide(st, rewrite.Classify(st, s.srv.pol, s.searchPath), sess)
 		if d.Action == rewrite.Refuse {
@@ -127,11 +132,19 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 			m.refused.WithLabelValues(d.SQLState).Inc()
 			return nil, &Error{Code: d.SQLState, Message: d.Message, Hint: d.Hint}
 		}
+		rewrites = rewrites || d.Action == rewrite.Rewrite
+	}
+	wire := ""
+	if rewrites {
+		var e *Error
+		if wire, e = s.rewrite(text, an); e != nil {
+			return nil, e
+		}
 	}
 	for _, st := range an.Statements {
 		s.srv.decided(st.Kind, 0).Inc()
 	}
-	return s.info(an), nil
+	return withWire(s.info(an), wire), nil
 }
 
 // info builds the stmtInfo of an allowed analysis and updates what the

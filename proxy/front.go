@@ -131,7 +131,7 @@ func (s *session) query(n int) error {
 	}
 	homeWrite := false
 	if s.regions != nil {
-		handled, write, err := s.routeQuery(string(text))
+		handled, write, err := s.routeQuery(string(text), info.wireText(text))
 		if handled || err != nil {
 			return err
 		}
@@ -153,7 +153,11 @@ func (s *session) query(n int) error {
 	if err := s.push(e); err != nil {
 		return err
 	}
-	writeMessage(s.uw, 'Q', body)
+	if info.wire != "" {
+		s.writeQuery(info.wire)
+	} else {
+		writeMessage(s.uw, 'Q', body)
+	}
 	if info.resets {
 		return s.reassume(true)
 	}
@@ -178,8 +182,15 @@ func (s *session) parse(n int) error {
 	info, refusal := s.analyze(text)
 	if s.regions != nil {
 		delete(s.regions.parses, string(name))
+		delete(s.regions.wire, string(name))
 		if refusal == nil {
 			s.regions.parses[string(name)] = append([]byte(nil), body...)
+		}
+	}
+	if refusal == nil && info.wire != "" {
+		body = parseWith(body, info.wire)
+		if s.regions != nil {
+			s.regions.wire[string(name)] = append([]byte(nil), body...)
 		}
 	}
 	if refusal != nil {

@@ -72,6 +72,7 @@ type envOptions struct {
 	sessionUser string
 	onEnd       func(SessionInfo, error)
 	observe     func(*stmtInfo) observer
+	policy      string // the policy's text; testPolicy when empty
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -86,7 +87,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 
 	dir := t.TempDir()
 	policyFile := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyFile, []byte(testPolicy), 0o644); err != nil {
+	text := testPolicy
+	if o.policy != "" {
+		text = o.policy
+	}
+	if err := os.WriteFile(policyFile, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pol, err := policy.Load(policyFile)
