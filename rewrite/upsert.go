@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	pg "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/privata/privata/policy"
@@ -65,9 +66,9 @@ func (rw *rewriting) upsert(ins *pg.InsertStmt, t *policy.Table) (*pg.Node, *Err
 		}
 	}
 
-	tree, perr := parse(upsertSkeleton(t, alias, update))
-	if perr != nil {
-		return nil, &Error{SQLState: CodeInternalError, Message: "upsert skeleton does not parse"}
+	tree, err := skeletonTree(t, alias, update)
+	if err != nil {
+		return nil, err
 	}
 	top := tree.Stmts[0].Stmt.GetInsertStmt()
 	ctes := top.WithClause.Ctes
@@ -133,6 +134,32 @@ func (rw *rewriting) upsert(ins *pg.InsertStmt, t *policy.Table) (*pg.Node, *Err
 }
 
 var skeletonCTEs = []string{"privata_claim", "privata_rows", "privata_checked", "privata_applied"}
+
+// skeletons keeps parsed skeletons, encoded, by table, alias and action:
+// decoding one costs less than parsing it again.
+var skeletons = newLRU[[]byte](1000, 1<<20)
+
+// skeletonTree returns a parse tree of upsertSkeleton of its own.
+func skeletonTree(t *policy.Table, alias string, update bool) (*pg.ParseResult, *Error) {
+	key := fmt.Sprintf("%s\x00%s\x00%t", t.QualifiedName(), alias, update)
+	failed := &Error{SQLState: CodeInternalError, Message: "upsert skeleton does not parse"}
+	enc, ok := skeletons.get(key)
+	if !ok {
+		tree, err := parse(upsertSkeleton(t, alias, update))
+		if err != nil {
+			return nil, failed
+		}
+		if enc, err = proto.Marshal(tree); err != nil {
+			return nil, failed
+		}
+		skeletons.put(key, enc)
+	}
+	tree := &pg.ParseResult{}
+	if err := proto.Unmarshal(enc, tree); err != nil {
+		return nil, failed
+	}
+	return tree, nil
+}
 
 // upsertSkeleton is the statement an upsert on t becomes, before the
 // client's parts are grafted in (see upsert). It is built from Privata's

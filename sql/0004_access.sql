@@ -8,10 +8,13 @@
 -- the base tables' indexes. A plan is specific to the user it was made for
 -- and to the memberships at that time; PostgreSQL plans again when either
 -- changes, because every query over the split tables depends on their
--- row-level security (storage/access_test.go checks both).
+-- row-level security (storage/plans_test.go checks both).
+-- It is PL/pgSQL rather than SQL: the planner calls it once for each
+-- classified column a query reads, and PL/pgSQL keeps its compiled body
+-- between calls where an SQL function is parsed and planned on each.
 CREATE OR REPLACE FUNCTION privata.has_access(group_role text) RETURNS boolean
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$SELECT pg_catalog.pg_has_role(group_role, 'USAGE')$$;
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$BEGIN RETURN pg_catalog.pg_has_role(group_role, 'USAGE'); END$$;
 
 -- upsert_twice raises the error PostgreSQL raises when an INSERT ... ON
 -- CONFLICT DO UPDATE proposes two rows for the same existing row. Upserts
