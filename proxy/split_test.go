@@ -191,63 +191,59 @@ func TestConcurrentUpsertsOfOneKey(t *testing.T) {
 		conns[i] = connectMode(t, e, "clinician", modes[i%len(modes)])
 	}
 	ctx := context.Background()
+	// Each round, every client upserts the round's key at once. affected
+	// is the n of INSERT 0 n a round adds up to; visits what the row holds
+	// at the end.
 	statements := []struct {
-		name, sql string
-		args      func(round, client int) []any
+		name, sql, prefix string
+		args              func(round, client int) []any
+		affected, visits  int
 	}{
 		{"update by key", `INSERT INTO patients (id, ssn, visits) VALUES ($1, $2, 1)
-			ON CONFLICT (id) DO UPDATE SET visits = patients.visits + 1`,
-			func(r, c int) []any { return []any{1000 + r, fmt.Sprintf("k-%d", r)} }},
+			ON CONFLICT (id) DO UPDATE SET visits = patients.visits + 1`, "k-",
+			func(r, c int) []any { return []any{1000 + r, fmt.Sprintf("k-%d", r)} }, clients, clients},
 		{"update by an identity column", `INSERT INTO patients (id, ssn, visits) VALUES ($1, $2, 1)
-			ON CONFLICT (ssn) DO UPDATE SET visits = patients.visits + 1`,
-			func(r, c int) []any { return []any{2000 + r*clients + c, fmt.Sprintf("s-%d", r)} }},
+			ON CONFLICT (ssn) DO UPDATE SET visits = patients.visits + 1`, "s-",
+			func(r, c int) []any { return []any{2000 + r*clients + c, fmt.Sprintf("s-%d", r)} },
+			clients, clients},
 		{"do nothing", `INSERT INTO patients (id, ssn, visits) VALUES ($1, $2, 1)
-			ON CONFLICT DO NOTHING`,
-			func(r, c int) []any { return []any{90000 + r, fmt.Sprintf("n-%d", r)} }},
+			ON CONFLICT DO NOTHING`, "n-",
+			func(r, c int) []any { return []any{90000 + r, fmt.Sprintf("n-%d", r)} }, 1, 1},
 	}
 	for _, st := range statements {
 		t.Run(st.name, func(t *testing.T) {
-			inserted := 0
 			for r := 0; r < rounds; r++ {
 				start := make(chan struct{})
-				errs := make(chan error, clients)
-				tags := make(chan int64, clients)
+				type result struct {
+					n   int64
+					err error
+				}
+				results := make(chan result, clients)
 				for c, conn := range conns {
 					go func() {
 						<-start
 						tag, err := conn.Exec(ctx, st.sql, st.args(r, c)...)
-						errs <- err
-						tags <- tag.RowsAffected()
+						results <- result{tag.RowsAffected(), err}
 					}()
 				}
 				close(start)
+				affected := 0
 				for range conns {
-					if err := <-errs; err != nil {
-						t.Fatalf("round %d: %v", r, err)
+					res := <-results
+					if res.err != nil {
+						t.Fatalf("round %d: %v", r, res.err)
 					}
-					inserted += int(<-tags)
+					affected += int(res.n)
+				}
+				if affected != st.affected {
+					t.Errorf("round %d: INSERT 0 n adds up to %d, want %d", r, affected, st.affected)
 				}
 			}
-			want := "1"
-			if st.name == "do nothing" {
-				want = "0" // nothing updates the row: visits stays 1
-				if inserted != rounds {
-					t.Errorf("%d rows inserted in %d rounds, want one a round", inserted, rounds)
-				}
-			} else if inserted != rounds*clients {
-				t.Errorf("INSERT 0 n adds up to %d in %d rounds of %d clients", inserted, rounds, clients)
-			}
-			admin := e.admin(t)
-			prefix := map[string]string{"update by key": "k-", "update by an identity column": "s-",
-				"do nothing": "n-"}[st.name]
-			got := rowsOf(t, admin, `SELECT count(*), count(DISTINCT ssn), min(visits), max(visits)
-				FROM patients WHERE ssn LIKE $1`, prefix+"%")
-			wantVisits := clients
-			if want == "0" {
-				wantVisits = 1
-			}
-			if w := fmt.Sprintf("SELECT 1\n[%d %d %d %d]\n", rounds, rounds, wantVisits, wantVisits); got != w {
-				t.Errorf("rows left: %q, want %q", got, w)
+			got := rowsOf(t, e.admin(t), `SELECT count(*), count(DISTINCT ssn), min(visits), max(visits)
+				FROM patients WHERE ssn LIKE $1`, st.prefix+"%")
+			want := fmt.Sprintf("SELECT 1\n[%d %d %d %d]\n", rounds, rounds, st.visits, st.visits)
+			if got != want {
+				t.Errorf("rows left: %q, want %q", got, want)
 			}
 		})
 	}

@@ -49,7 +49,8 @@ const accessShareLock = 1
 
 // operation records an operation on relation rel.
 func (w *walker) operation(rel int, what OperationKind) {
-	w.st.Operations = append(w.st.Operations, Operation{Relation: rel, What: what, Nested: w.nesting > 0})
+	w.st.Operations = append(w.st.Operations,
+		Operation{Relation: rel, What: what, Nested: w.nesting > 0})
 }
 
 // operationOn records an operation on the relation rv names, which the
@@ -99,8 +100,9 @@ func (w *walker) utilityOperations(n *pg.Node, first int) {
 	case *pg.Node_ReindexStmt:
 		w.operationOn(first, s.ReindexStmt.Relation, OpReindex)
 	case *pg.Node_GrantStmt:
-		if s.GrantStmt.Targtype == pg.GrantTargetType_ACL_TARGET_OBJECT && isRelationType(s.GrantStmt.Objtype) {
-			for _, o := range s.GrantStmt.Objects {
+		g := s.GrantStmt
+		if g.Targtype == pg.GrantTargetType_ACL_TARGET_OBJECT && isRelationType(g.Objtype) {
+			for _, o := range g.Objects {
 				w.operationOn(first, o.GetRangeVar(), OpGrant)
 			}
 		}

@@ -68,7 +68,8 @@ func (r *Rewriter) rewrite(text string, an *Analysis, searchPath []string) (stri
 		return "", parserError(perr)
 	}
 	if len(tree.Stmts) != len(an.Statements) {
-		return "", &Error{SQLState: CodeInternalError, Message: "statement analysis does not match the text"}
+		return "", &Error{SQLState: CodeInternalError,
+			Message: "statement analysis does not match the text"}
 	}
 	var b strings.Builder
 	done := 0

@@ -263,7 +263,8 @@ func assignments(list []*pg.Node) ([]assignment, *Error) {
 		val := rt.Val
 		if m := val.GetMultiAssignRef(); m != nil {
 			row := m.Source.GetRowExpr()
-			if row == nil || len(row.Args) != int(m.Ncolumns) || m.Colno < 1 || int(m.Colno) > len(row.Args) {
+			if row == nil || len(row.Args) != int(m.Ncolumns) || m.Colno < 1 ||
+				int(m.Colno) > len(row.Args) {
 				return nil, unsupportedSet("assigning several columns from a subquery")
 			}
 			val = row.Args[m.Colno-1]
@@ -288,7 +289,8 @@ func stringArray(ss []string) *pg.Node {
 	for i, s := range ss {
 		elems[i] = pg.MakeAConstStrNode(s, -1)
 	}
-	return &pg.Node{Node: &pg.Node_AArrayExpr{AArrayExpr: &pg.A_ArrayExpr{Elements: elems, Location: -1}}}
+	return &pg.Node{Node: &pg.Node_AArrayExpr{AArrayExpr: &pg.A_ArrayExpr{Elements: elems,
+		Location: -1}}}
 }
 
 // prependConstant puts a constant before the values of each row a source

@@ -204,7 +204,8 @@ func (d *deriver) upserts() Step {
 
 	writers := policyRoles(d.env.Policy)
 	for _, g := range s.AppGrants {
-		if g.Privilege == "INSERT" && g.Column == "" && g.Grantee != Owner && !slices.Contains(writers, g.Grantee) {
+		if g.Privilege == "INSERT" && g.Column == "" && g.Grantee != Owner &&
+			!slices.Contains(writers, g.Grantee) {
 			writers = append(writers, g.Grantee)
 		}
 	}
@@ -350,7 +351,8 @@ END IF;
 			if a.predicate != "" {
 				match = append(match, "("+a.predicate+")")
 			}
-			cond := append([]string{"NOT privata_found", literal(a.name) + " = ANY (privata_arbiters)"}, guard...)
+			cond := append([]string{"NOT privata_found",
+				literal(a.name) + " = ANY (privata_arbiters)"}, guard...)
 			fmt.Fprintf(&l, "IF %s THEN\n    SELECT a.* INTO %s FROM %s a\n     WHERE %s;\n"+
 				"    privata_found := FOUND;\nEND IF;\n", strings.Join(cond, " AND "), into, app,
 				strings.Join(match, "\n       AND "))
@@ -360,7 +362,8 @@ END IF;
 	var lock, same []string
 	for _, k := range key {
 		lock = append(lock, fmt.Sprintf("b.%s = privata_old.%s", ident(k), ident(k)))
-		same = append(same, fmt.Sprintf("privata_row.%s IS NOT DISTINCT FROM privata_old.%s", ident(k), ident(k)))
+		same = append(same, fmt.Sprintf("privata_row.%s IS NOT DISTINCT FROM privata_old.%s",
+			ident(k), ident(k)))
 	}
 	found := fmt.Sprintf("NEW.%s := true;\nNEW.%s := %s;\nNEW.%s := privata_row;\nRETURN NEW;\n",
 		ident(ConflictColumn), ident(TargetColumn), targetExpr("privata_row", key), ident(OldColumn))
@@ -422,7 +425,8 @@ func (d *deriver) applyBody() string {
 	}
 	var set, where []string
 	for _, a := range s.App {
-		set = append(set, fmt.Sprintf("%[1]s = CASE WHEN %[2]s = ANY (NEW.%[3]s) THEN NEW.%[1]s ELSE t.%[1]s END",
+		set = append(set, fmt.Sprintf(
+			"%[1]s = CASE WHEN %[2]s = ANY (NEW.%[3]s) THEN NEW.%[1]s ELSE t.%[1]s END",
 			ident(a.Name), literal(a.Name), ident(SetColumn)))
 	}
 	for _, k := range key {
