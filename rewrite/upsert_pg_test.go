@@ -23,7 +23,8 @@ CREATE TABLE patients (id int PRIMARY KEY, ssn text UNIQUE, first text, last tex
     visits int NOT NULL DEFAULT 0, gender text DEFAULT 'u', mrn text, note text);
 CREATE UNIQUE INDEX patients_mrn ON patients (mrn) WHERE note IS NULL;
 CREATE TABLE encounters (id bigserial PRIMARY KEY, patient int REFERENCES patients,
-    code text UNIQUE, cost numeric);
+    code text, cost numeric);
+CREATE UNIQUE INDEX encounters_code ON encounters (code); -- as Prisma makes them
 CREATE TABLE notes (patient int REFERENCES patients, tag text UNIQUE, body text);
 INSERT INTO patients (id, ssn, first, last, visits, mrn) VALUES
     (1, '111-11-1111', 'Ann', 'Lee', 1, 'M1'), (2, '222-22-2222', 'Bo', 'Kim', 2, 'M2'),
@@ -128,6 +129,9 @@ var upsertCases = []struct {
 			ON CONFLICT (id) DO UPDATE SET cost = excluded.cost, patient = excluded.patient RETURNING patient, cost`},
 	{name: "a child by a unique column, its key from a sequence",
 		sql: `INSERT INTO encounters (patient, code) VALUES (3, 'E2'), (3, 'E3') ON CONFLICT (code) DO NOTHING RETURNING id, code`},
+	{name: "a child by a unique index, do update",
+		sql: `INSERT INTO encounters (patient, code, cost) VALUES (3, 'E2', 5) ON CONFLICT (code)
+			DO UPDATE SET cost = encounters.cost + excluded.cost RETURNING id, patient, cost`},
 	{name: "a child naming no subject",
 		sql:  `INSERT INTO encounters (id, patient, code) VALUES (50, 99, 'E9') ON CONFLICT (id) DO NOTHING`,
 		want: "23503"},
