@@ -29,11 +29,14 @@ type ReadShape struct {
 	// statement an aggregate here; the caller treats those that are
 	// aggregates of its database (CREATE AGGREGATE) the same way.
 	Calls []string
-	// Point is set for a point read: one relation, a WHERE clause that is
-	// an equality of PointColumn with a constant or a parameter (alone or
-	// ANDed with other conditions), and nothing that makes the answer
-	// depend on other data or on time: no function call, subquery,
-	// locking clause or CTE.
+	// Pure is set when nothing makes the answer depend on more than the
+	// rows of the FROM relations, the constants and the parameters: no
+	// function call, subquery, locking clause, CTE or special value such as
+	// CURRENT_TIMESTAMP.
+	Pure bool
+	// Point is set for a pure point read: one relation and a WHERE clause
+	// that is an equality of PointColumn with a constant or a parameter,
+	// alone or ANDed with other conditions.
 	Point       bool
 	PointColumn string
 
@@ -166,7 +169,12 @@ func readShape(n *pg.Node, l *lexer) *ReadShape {
 		return &ReadShape{NotAttributable: "TABLE command"}
 	}
 	sh.at = at
-	sh.Point, sh.PointColumn = pointRead(sel)
+	sh.Pure = len(sel.LockingClause) == 0 && sel.WithClause == nil && len(sel.WindowClause) == 0 &&
+		pure(sel.ProtoReflect(), true)
+	if sh.Pure {
+		sh.PointColumn = pointColumn(sel)
+		sh.Point = sh.PointColumn != ""
+	}
 	return sh
 }
 
@@ -178,6 +186,9 @@ func appendFrom(out []FromRef, n *pg.Node) []FromRef {
 		rv := n.GetRangeVar()
 		ref := FromRef{Schema: rv.Schemaname, Name: rv.Relname}
 		if rv.Alias != nil {
+			if len(rv.Alias.Colnames) > 0 {
+				return out // its columns go by other names
+			}
 			ref.Ref = rv.Alias.Aliasname
 		}
 		return append(out, ref)
@@ -273,18 +284,14 @@ func fromToken(l *lexer) (int, bool) {
 	return 0, false
 }
 
-// pointRead reports whether a SELECT is a point read and on which column.
-func pointRead(sel *pg.SelectStmt) (bool, string) {
+// pointColumn returns the column a pure SELECT of one relation reads by
+// equality, or "".
+func pointColumn(sel *pg.SelectStmt) string {
 	if len(sel.FromClause) != 1 || sel.FromClause[0].GetRangeVar() == nil ||
-		sel.WhereClause == nil || len(sel.LockingClause) > 0 || sel.WithClause != nil ||
-		len(sel.WindowClause) > 0 {
-		return false, ""
+		sel.WhereClause == nil {
+		return ""
 	}
-	if !pure(sel.ProtoReflect(), true) {
-		return false, ""
-	}
-	col := equality(sel.WhereClause)
-	return col != "", col
+	return equality(sel.WhereClause)
 }
 
 // equality returns the column that a WHERE clause compares for equality

@@ -48,6 +48,7 @@ func TestReadShapes(t *testing.T) {
 			"ON patient = id) AS j, visits v", "", []FromRef{{Name: "visits", Ref: "v"}}, ""},
 		{"subquery in FROM is not named", "SELECT s.ssn FROM (SELECT ssn FROM patients) s", "",
 			nil, ""},
+		{"renamed columns are not named", "SELECT a FROM patients AS p (a, b)", "", nil, ""},
 		{"window functions keep rows", "SELECT ssn, row_number() OVER () FROM patients", "",
 			[]FromRef{{Name: "patients"}}, ""},
 		{"IS DISTINCT FROM in the select list", "SELECT ssn IS DISTINCT FROM 'x' FROM patients",
@@ -79,6 +80,9 @@ func TestReadShapes(t *testing.T) {
 			}
 			if sh.Point != (c.point != "") || sh.PointColumn != c.point {
 				t.Errorf("Point = %v %q, want %q", sh.Point, sh.PointColumn, c.point)
+			}
+			if sh.Point && !sh.Pure {
+				t.Errorf("a point read that is not pure")
 			}
 		})
 	}
