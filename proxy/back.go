@@ -22,16 +22,26 @@ type observer interface {
 // matching each against the head of the queue.
 func (s *session) back() error {
 	for {
-		if !s.ur.ready() {
-			if err := s.cw.Flush(); err != nil {
-				return s.clientLost(err)
+		typ, n, err := s.ur.next()
+		// The client side writes to the client too, when it answers from
+		// the cache: cwMu orders the two.
+		s.cwMu.Lock()
+		if err != nil {
+			err = s.upstreamLost(err)
+			s.cwMu.Unlock()
+			return err
+		}
+		err = s.relay(typ, n)
+		if err == nil {
+			s.emitAnswers()
+			if !s.ur.ready() {
+				if ferr := s.cw.Flush(); ferr != nil {
+					err = s.clientLost(ferr)
+				}
 			}
 		}
-		typ, n, err := s.ur.next()
+		s.cwMu.Unlock()
 		if err != nil {
-			return s.upstreamLost(err)
-		}
-		if err := s.relay(typ, n); err != nil {
 			return err
 		}
 	}
@@ -59,6 +69,7 @@ func (s *session) pop() {
 	if !s.cur.sent.IsZero() {
 		s.srv.metrics.upstream.Observe(time.Since(s.cur.sent).Seconds())
 	}
+	s.rs.popped(&s.cur)
 	s.q.pop()
 	s.haveCur = false
 }
@@ -78,6 +89,11 @@ func (s *session) pass(typ byte, n int) error {
 
 // relay handles one upstream message.
 func (s *session) relay(typ byte, n int) error {
+	if e := s.head(); e != nil && !e.hidden && (e.rd != nil || e.strip > 0 || e.fill != nil) {
+		if done, err := s.relayRead(e, typ, n); done {
+			return err
+		}
+	}
 	switch typ {
 	case 'D', 'T':
 		e := s.head()
@@ -129,12 +145,14 @@ func (s *session) relay(typ byte, n int) error {
 		}
 		hidden := s.hidden()
 		s.pop()
+		s.readReady(body[0])
 		s.ctx.ready(body[0], s.ctxDone)
 		s.ctxDone, s.results = 0, 0
 		if !hidden {
 			writeMessage(s.cw, typ, body)
 		}
 	case 'E':
+		s.rs.cycleFailed = true
 		return s.relayError(n)
 	case 'S':
 		body, err := s.ur.body(n)
@@ -144,6 +162,7 @@ func (s *session) relay(typ byte, n int) error {
 		if err := s.watch(body); err != nil {
 			return s.end(err)
 		}
+		s.rs.param(body)
 		writeMessage(s.cw, typ, body)
 	case 'N', 'A':
 		if err := s.ur.copyTo(s.cw, typ, n); err != nil {

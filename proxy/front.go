@@ -45,11 +45,11 @@ func (s *session) front() error {
 		case 'E':
 			err = s.execute(n)
 		case 'D':
-			err = s.forward(kDescribe, typ, n)
+			err = s.describe(n)
 		case 'C':
 			err = s.closeMessage(n)
 		case 'S':
-			err = s.forward(kSync, typ, n)
+			err = s.sync(n)
 		case 'H':
 			if err = s.cr.copyTo(s.uw, typ, n); err == nil && s.uw.Flush() != nil {
 				err = errUpstreamWrite
@@ -82,6 +82,7 @@ func readError(err error) error {
 // When the queue is full, what was written upstream is flushed before
 // waiting for room, so that responses keep coming.
 func (s *session) push(e entry) error {
+	s.rs.pushed(&e)
 	if e.ctx {
 		s.ctx.begin()
 	}
@@ -117,12 +118,19 @@ func (s *session) query(n int) error {
 		return protocolError("invalid string in Query message")
 	}
 	info, refusal := s.analyze(text)
+	if refusal == nil {
+		refusal = s.checkAudit(info)
+	}
 	if refusal != nil {
 		if err := s.push(entry{kind: kQuery, refusal: refusal.encode()}); err != nil {
 			return err
 		}
 		s.writeQuery(standIn)
 		return nil
+	}
+	answered, f, err := s.cacheQuery(info)
+	if answered || err != nil {
+		return err
 	}
 	// A Query drops the unnamed prepared statement.
 	s.unnamedStmt = nil
@@ -137,10 +145,15 @@ func (s *session) query(n int) error {
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
 	}
+	s.readEntry(&e, info, f)
 	if err := s.push(e); err != nil {
 		return err
 	}
-	writeMessage(s.uw, 'Q', body)
+	if info.read != nil && info.read.text != "" {
+		s.writeQuery(info.read.text)
+	} else {
+		writeMessage(s.uw, 'Q', body)
+	}
 	if info.resets {
 		return s.reassume(true)
 	}
@@ -178,7 +191,11 @@ func (s *session) parse(n int) error {
 	if err := s.push(entry{kind: kParse}); err != nil {
 		return err
 	}
-	writeMessage(s.uw, 'P', body)
+	if info.read != nil && info.read.text != "" {
+		s.writeParse(name, info.read.text, rest[len(text)+1:])
+	} else {
+		writeMessage(s.uw, 'P', body)
+	}
 	return nil
 }
 
@@ -226,6 +243,10 @@ func (s *session) bind(n int) error {
 	} else {
 		delete(s.portals, string(portal))
 	}
+	s.rs.dropPortal(portal)
+	if info != nil && info.read != nil {
+		return s.bindRead(body, portal, info)
+	}
 	if err := s.push(entry{kind: kBind}); err != nil {
 		return err
 	}
@@ -244,6 +265,9 @@ func (s *session) execute(n int) error {
 	if !ok {
 		return protocolError("invalid string in Execute message")
 	}
+	if p := s.rs.answered(portal); p != nil {
+		return s.executeAnswer(p, body[len(portal)+1:])
+	}
 	info := s.portal(portal)
 	if info != nil && len(info.want) > 0 {
 		if sets := s.ctx.needs(info.want); len(sets) > 0 {
@@ -257,6 +281,7 @@ func (s *session) execute(n int) error {
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
 	}
+	s.readEntry(&e, info, s.rs.takeFill(portal))
 	if err := s.push(e); err != nil {
 		return err
 	}
@@ -284,6 +309,10 @@ func (s *session) closeMessage(n int) error {
 	case 'S':
 		s.setStmt(name, nil)
 	case 'P':
+		if s.rs.answered(name) != nil {
+			return s.closeAnswer(name)
+		}
+		s.rs.dropPortal(name)
 		if len(name) == 0 {
 			s.unnamedPortal = nil
 		} else {

@@ -50,6 +50,16 @@ type entry struct {
 	st   *stmtInfo
 	obs  observer
 	sent time.Time
+	// The read path (readrelay.go): rd follows a statement's results, strip
+	// is the number of hidden columns a Describe's RowDescription loses,
+	// answer is a response Privata gives itself (a cache hit), emitted
+	// when the entry reaches the head, and seq numbers the statements the
+	// client side forwarded.
+	rd     *readResult
+	strip  int
+	fill   *fill
+	answer []byte
+	seq    uint64
 }
 
 // queue is the FIFO of forwarded messages awaiting their responses. The

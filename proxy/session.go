@@ -63,6 +63,11 @@ type session struct {
 
 	sawFatal bool // a FATAL error came from upstream
 
+	// cwMu orders writes to the client: the upstream side relays under it,
+	// and the client side takes it to answer from the cache.
+	cwMu sync.Mutex
+	rs   readState // the read path's state (readstate.go)
+
 	clientDone    atomic.Bool // the client side ended the session
 	upstreamEnded atomic.Bool // the upstream side ended it
 	killOnce      sync.Once
@@ -96,6 +101,7 @@ func (srv *Server) open(nc net.Conn, st *startup) (*session, error) {
 		return nil, err
 	}
 	s.ctx = newUpstreamContext(settings)
+	s.rs.init(s, settings)
 	s.searchPath = parseSearchPath(`"$user", public`, role.PGRole)
 	if v, ok := settings["search_path"]; ok {
 		s.searchPath = parseSearchPath(v, role.PGRole)
