@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/privata/privata/audit"
 	"github.com/privata/privata/cache"
@@ -493,4 +494,82 @@ func TestClassifiedStatementsFailClosedWhenAuditCannotBeWritten(t *testing.T) {
 		var ssn string
 		return conn.QueryRow(ctx, "SELECT ssn FROM patients WHERE id = $1", P[0].ID).Scan(&ssn)
 	})
+}
+
+// TestReadAuditFollowsEveryWayRowsLeave covers the protocol paths rows take:
+// several statements in one Query, a portal fetched in parts, COPY TO, a
+// statement that fails after rows, and a result too large to hold whole.
+func TestReadAuditFollowsEveryWayRowsLeave(t *testing.T) {
+	re := newReadEnv(t, readOptions{})
+	P := re.patients
+	w := re.wire(t, "clinician")
+	start := len(re.records(t))
+
+	w.send(&pgproto3.Query{String: fmt.Sprintf("SELECT ssn FROM patients WHERE id = '%s'; "+
+		"SELECT 1; SELECT notes, gender FROM patients WHERE id = '%s'", P[0].ID, P[1].ID)})
+	expect(t, w.recv("ReadyForQuery"), "RowDescription", "DataRow:"+P[0].SSN,
+		"CommandComplete:SELECT 1", "RowDescription", "DataRow:1", "CommandComplete:SELECT 1",
+		"RowDescription", "DataRow:"+P[1].Notes+",F", "CommandComplete:SELECT 1",
+		"ReadyForQuery:I")
+
+	w.send(&pgproto3.Parse{Name: "s", Query: "SELECT first FROM patients ORDER BY id"},
+		&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"},
+		&pgproto3.Execute{Portal: "p", MaxRows: 4},
+		&pgproto3.Execute{Portal: "p", MaxRows: 4},
+		&pgproto3.Sync{})
+	expect(t, w.recv("ReadyForQuery"), "ParseComplete", "BindComplete",
+		"DataRow:"+P[0].First, "DataRow:"+P[1].First, "DataRow:"+P[2].First,
+		"DataRow:"+P[3].First, "PortalSuspended", "DataRow:"+P[4].First,
+		"DataRow:"+P[5].First, "CommandComplete:SELECT 2", "ReadyForQuery:I")
+
+	w.send(&pgproto3.Query{String: "COPY (SELECT last FROM patients) TO STDOUT"})
+	got := w.recv("ReadyForQuery")
+	if len(got) != 1+len(P)+3 || got[len(got)-2] != "CommandComplete:COPY 6" {
+		t.Fatalf("COPY: %q", got)
+	}
+
+	w.send(&pgproto3.Query{String: "SELECT 10 / (id::text::bytea = '\\x00'::bytea)::int, " +
+		"ssn FROM patients"})
+	got = w.recv("ReadyForQuery")
+	if got[len(got)-2] != "Error:22012" {
+		t.Fatalf("division by zero: %q", got)
+	}
+
+	w.send(&pgproto3.Query{String: "SELECT p.notes, repeat('x', 100000) FROM patients p, " +
+		"generate_series(1, 10)"})
+	got = w.recv("ReadyForQuery")
+	if len(got) != 1+60+2 {
+		t.Fatalf("large result: %d messages", len(got))
+	}
+
+	recs := re.records(t)[start:]
+	want := []struct {
+		rows int64
+		who  []*testPatient
+		note string
+	}{
+		{1, []*testPatient{P[0]}, ""},
+		{1, []*testPatient{P[1]}, ""},
+		{4, P[:4], "portal suspended"},
+		{2, P[4:], ""},
+		{6, nil, "not attributable: not a SELECT"},
+		{0, nil, "the statement failed"},
+		{-1, P, "part 1 of a larger result"},
+		{-1, P, "last part (2) of a larger result"},
+	}
+	if len(recs) != len(want) {
+		t.Fatalf("%d records, want %d: %+v", len(recs), len(want), recs)
+	}
+	if n := recs[6].Rows + recs[7].Rows; n != 60 {
+		t.Errorf("the parts of the large result hold %d rows, want 60", n)
+	}
+	for i, w := range want {
+		r := recs[i]
+		if w.rows >= 0 && r.Rows != w.rows || !slices.Equal(r.Subjects, pseudonyms(w.who...)) ||
+			!strings.Contains(r.Reason, w.note) {
+			t.Errorf("record %d: rows %d subjects %v reason %q; want %d %v %q", i, r.Rows,
+				r.Subjects, r.Reason, w.rows, pseudonyms(w.who...), w.note)
+		}
+	}
+	assertNoPatientValue(t, recs, P)
 }

@@ -151,8 +151,8 @@ func (s *session) relayRead(e *entry, typ byte, n int) (done bool, err error) {
 		}
 		return false, nil
 	case 'E':
-		if audited && (rs.result.rows > 0 || len(rs.held) > 0) {
-			if err := s.auditRead(rd, sr, "the statement failed after sending rows"); err != nil {
+		if audited {
+			if err := s.auditRead(rd, sr, "the statement failed"); err != nil {
 				return true, err
 			}
 		}
