@@ -41,6 +41,7 @@ fuzz:
 bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Analyze|Guard' ./rewrite
+	$(GO) test $(GOFLAGS) -run '^$$' -bench CrossRegion -benchtime 1x -timeout 30m ./fdw
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Relay|ClientSide' ./proxy
 	scripts/bench-proxy.sh
 

@@ -45,6 +45,26 @@ type Cluster struct {
 	// SessionURL, when set, is the login client sessions use upstream before
 	// taking on their policy role. It should not be a superuser.
 	SessionURL Env `yaml:"session_url"`
+	// FDW says how the other regions' clusters reach this one over
+	// postgres_fdw. It is needed when the policy lets another region read
+	// this region's subjects (transfers).
+	FDW *FDW `yaml:"fdw"`
+}
+
+// FDW is how other clusters connect to a cluster to read what it exports.
+type FDW struct {
+	// Password is the password of the login roles (privata_export_*) that
+	// other clusters use here; apply sets it here and in their user
+	// mappings. It is never printed or logged.
+	Password Env `yaml:"password"`
+	// Host, Port and DBName say where the other clusters connect; by
+	// default those of the cluster's url.
+	Host   string `yaml:"host"`
+	Port   int    `yaml:"port"`
+	DBName string `yaml:"dbname"`
+	// SSLMode is the sslmode of those connections; by default the url's,
+	// or prefer.
+	SSLMode string `yaml:"sslmode"`
 }
 
 // Server says where and how the proxy listens.
@@ -58,6 +78,23 @@ type Server struct {
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// ParseCacheEntries bounds the cache of parsed statement texts.
 	ParseCacheEntries int `yaml:"parse_cache_entries"`
+	// Region is the region of this instance's sessions: statements go to
+	// its cluster unless routing says otherwise (package regions). Default:
+	// the policy's default region.
+	Region string `yaml:"region"`
+	// TwoPhaseCommit lets a transaction write to two regions' clusters
+	// (and a subject move between them): it commits on all or none, with
+	// PREPARE TRANSACTION. Off, such a transaction is refused.
+	TwoPhaseCommit bool `yaml:"two_phase_commit"`
+	// TwoPhaseRecoveryAfter is how long a transaction Privata prepared
+	// waits before recovery (at start, then as often) resolves it as its
+	// recorded decision says: younger ones may belong to a commit in
+	// progress.
+	TwoPhaseRecoveryAfter Duration `yaml:"two_phase_recovery_after"`
+	// DirectoryEntries bounds the cache of which region holds a subject;
+	// DirectoryTTL is how long an entry is trusted.
+	DirectoryEntries int      `yaml:"directory_entries"`
+	DirectoryTTL     Duration `yaml:"directory_ttl"`
 }
 
 // Auth says how clients authenticate to Privata.
@@ -219,10 +256,13 @@ func (c *Cache) check() []error {
 func Default() *Config {
 	return &Config{
 		Server: Server{
-			Listen:            "127.0.0.1:6432",
-			MetricsListen:     "127.0.0.1:9187",
-			MaxMessageBytes:   64 << 20,
-			ParseCacheEntries: 10000,
+			Listen:                "127.0.0.1:6432",
+			MetricsListen:         "127.0.0.1:9187",
+			MaxMessageBytes:       64 << 20,
+			ParseCacheEntries:     10000,
+			DirectoryEntries:      100000,
+			DirectoryTTL:          Duration(time.Minute),
+			TwoPhaseRecoveryAfter: Duration(time.Minute),
 		},
 		Auth: Auth{
 			Method: "scram",
@@ -285,6 +325,9 @@ func (c *Config) check() error {
 			errs = append(errs, fmt.Errorf("cluster %s has no url", name))
 			continue
 		}
+		if f := cl.FDW; f != nil {
+			errs = append(errs, f.check(name)...)
+		}
 		for _, u := range []Env{cl.URL, cl.SessionURL} {
 			if u == "" {
 				continue
@@ -297,6 +340,12 @@ func (c *Config) check() error {
 	}
 	if len(c.Policies) == 0 {
 		errs = append(errs, errors.New("no policy files: add `policies: [policy.yaml]`"))
+	}
+	if c.Server.TwoPhaseRecoveryAfter <= 0 {
+		errs = append(errs, errors.New("server: two_phase_recovery_after must be more than 0"))
+	}
+	if c.Server.DirectoryEntries < 0 || c.Server.DirectoryTTL < 0 {
+		errs = append(errs, errors.New("server: directory_entries and directory_ttl may not be negative"))
 	}
 	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
 		errs = append(errs, errors.New("server: tls_cert and tls_key go together"))
@@ -322,6 +371,23 @@ func (c *Config) check() error {
 	}
 	errs = append(errs, c.Cache.check()...)
 	return errors.Join(errs...)
+}
+
+func (f *FDW) check(cluster string) []error {
+	var errs []error
+	if f.Password == "" {
+		errs = append(errs, fmt.Errorf("cluster %s: fdw needs a password", cluster))
+	}
+	if f.Port < 0 || f.Port > 65535 {
+		errs = append(errs, fmt.Errorf("cluster %s: fdw port %d is not a TCP port", cluster, f.Port))
+	}
+	switch f.SSLMode {
+	case "", "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		errs = append(errs, fmt.Errorf("cluster %s: fdw sslmode %q: want disable, allow, prefer, "+
+			"require, verify-ca or verify-full", cluster, f.SSLMode))
+	}
+	return errs
 }
 
 // ClusterNames returns the cluster names in sorted order.

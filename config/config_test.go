@@ -11,6 +11,8 @@ import (
 func TestExampleConfigTakesURLsFromEnvironment(t *testing.T) {
 	t.Setenv("PRIVATA_US_URL", "postgres://privata@us.example:5432/clinic")
 	t.Setenv("PRIVATA_EU_URL", "postgres://privata@eu.example:5432/clinic")
+	t.Setenv("PRIVATA_US_FDW_PASSWORD", "us-secret")
+	t.Setenv("PRIVATA_EU_FDW_PASSWORD", "eu-secret")
 	c, err := Load("../examples/clinic/privata.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -21,6 +23,9 @@ func TestExampleConfigTakesURLsFromEnvironment(t *testing.T) {
 	want := filepath.Join("..", "examples", "clinic", "policy.yaml")
 	if len(c.Policies) != 1 || c.Policies[0] != want {
 		t.Fatalf("policies = %v, want [%s]", c.Policies, want)
+	}
+	if f := c.Clusters["eu"].FDW; f == nil || f.Password != "eu-secret" {
+		t.Fatalf("eu fdw = %+v", f)
 	}
 	if c.Server.Listen != "127.0.0.1:6432" {
 		t.Fatalf("listen default = %q", c.Server.Listen)
@@ -42,6 +47,12 @@ func TestBadConfigs(t *testing.T) {
 		{"plain password", "clusters: {a: {url: postgres://x}}\npolicies: [p.yaml]\n" +
 			"auth: {users: {alice: {password: secret, role: clinician}}}\n",
 			"auth: user alice: password must be a SCRAM-SHA-256 verifier"},
+		{"fdw without password", "clusters: {a: {url: postgres://x, fdw: {host: h}}}\npolicies: [p.yaml]\n",
+			"cluster a: fdw needs a password"},
+		{"fdw sslmode", "clusters: {a: {url: postgres://x, fdw: {password: p, sslmode: maybe}}}\n" +
+			"policies: [p.yaml]\n", `cluster a: fdw sslmode "maybe"`},
+		{"fdw unknown key", "clusters: {a: {url: postgres://x, fdw: {passwd: p}}}\npolicies: [p.yaml]\n",
+			`unknown field "passwd"`},
 		{"bad method", "clusters: {a: {url: postgres://x}}\npolicies: [p.yaml]\nauth: {method: md5}\n",
 			`auth: method "md5"`},
 	}

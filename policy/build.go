@@ -30,10 +30,13 @@ type builder struct {
 	classified map[*Table]map[string]Pos
 	// where each child table names its subject table
 	subjectAt map[*Table]Pos
+	// the parts of each transfer, checked once every file is read
+	transferDocs map[*Transfer]transferDoc
 }
 
 func newBuilder() *builder {
-	return &builder{p: &Policy{}, classified: map[*Table]map[string]Pos{}, subjectAt: map[*Table]Pos{}}
+	return &builder{p: &Policy{}, classified: map[*Table]map[string]Pos{}, subjectAt: map[*Table]Pos{},
+		transferDocs: map[*Transfer]transferDoc{}}
 }
 
 func at(file string, s scalar) Pos { return Pos{File: file, Line: s.Line, Column: s.Col} }
@@ -80,6 +83,7 @@ func (b *builder) add(file string, d *document) {
 		b.addChild(file, e)
 	}
 	b.addRoles(file, d.Roles)
+	b.addTransfers(file, d.Transfers)
 }
 
 func (b *builder) addRegions(file string, regions entries[regionDoc]) {
@@ -260,6 +264,7 @@ func (b *builder) finish() (*Policy, error) {
 	}
 	b.checkChildren()
 	b.buildResidency()
+	b.checkTransfers()
 	seenPG := map[string]*Role{}
 	for _, r := range p.Roles {
 		if other, dup := seenPG[r.PGRole]; dup {

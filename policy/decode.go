@@ -88,18 +88,19 @@ func describe(node ast.Node) string {
 }
 
 type document struct {
-	Version      *scalar             `yaml:"version"`
-	Regions      entries[regionDoc]  `yaml:"regions"`
-	Residency    *residencyDoc       `yaml:"residency"`
-	Unclassified *scalar             `yaml:"unclassified"`
-	Subjects     entries[subjectDoc] `yaml:"subjects"`
-	Children     entries[childDoc]   `yaml:"children"`
-	Roles        entries[roleDoc]    `yaml:"roles"`
+	Version      *scalar              `yaml:"version"`
+	Regions      entries[regionDoc]   `yaml:"regions"`
+	Residency    *residencyDoc        `yaml:"residency"`
+	Unclassified *scalar              `yaml:"unclassified"`
+	Subjects     entries[subjectDoc]  `yaml:"subjects"`
+	Children     entries[childDoc]    `yaml:"children"`
+	Roles        entries[roleDoc]     `yaml:"roles"`
+	Transfers    entries[transferDoc] `yaml:"transfers"`
 }
 
 func (d *document) empty() bool {
 	return d.Version == nil && d.Regions == nil && d.Residency == nil && d.Unclassified == nil &&
-		d.Subjects == nil && d.Children == nil && d.Roles == nil
+		d.Subjects == nil && d.Children == nil && d.Roles == nil && d.Transfers == nil
 }
 
 type regionDoc struct {
@@ -142,6 +143,15 @@ type roleDoc struct {
 	PGRole   *scalar `yaml:"pg_role"`
 	Identity *scalar `yaml:"identity"`
 	Clinical *scalar `yaml:"clinical"`
+}
+
+type transferDoc struct {
+	From     *scalar  `yaml:"from"`
+	To       *scalar  `yaml:"to"`
+	Roles    []scalar `yaml:"roles"`
+	Purposes []scalar `yaml:"purposes"`
+	Classes  []scalar `yaml:"classes"`
+	Basis    *scalar  `yaml:"basis"`
 }
 
 // decodeFile parses one policy file strictly.

@@ -31,12 +31,22 @@
 //	    pg_role: analyst           # default: the role's name
 //	    identity: none             # full, masked or none (default none)
 //	    clinical: full
+//	transfers:                     # what may be read across regions; default: nothing
+//	  eu_research_in_us:           # a name, for audit records
+//	    from: eu                   # the subjects' home region
+//	    to: us                     # the region of the session that reads
+//	    roles: [analyst]           # policy roles
+//	    purposes: [research]       # values of privata.purpose; default: any
+//	    classes: [clinical]        # clinical (pseudonymised) and/or identity
+//	    basis: scc                 # adequacy, scc, bcr, code_of_conduct, certification,
+//	                               # consent or derogation
 //
 // Decoding is strict: unknown keys, duplicate keys, a column classified twice,
-// a child table whose subject is unknown, a region without a cluster are
-// errors. Every error carries file:line:column and a hint; Load reports all
-// of them at once as an ErrorList. CheckDatabase then compares the policy with
-// a database's catalog.
+// a child table whose subject is unknown, a region without a cluster, a
+// transfer naming an unknown region or role, or a class the role may not
+// read at home, are errors. Every error carries file:line:column and a
+// hint; Load reports all of them at once as an ErrorList. CheckDatabase
+// then compares the policy with a database's catalog.
 //
 // Several files may be given; they are merged in order, and a table, region
 // or role defined in two of them is an error.

@@ -81,6 +81,8 @@ type Policy struct {
 	// Tables are the subject tables, then the child tables, each in file order.
 	Tables []*Table
 	Roles  []*Role
+	// Transfers say what may be read across regions; see Transfer.
+	Transfers []*Transfer
 }
 
 // Region is a home region for data subjects.

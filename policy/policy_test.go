@@ -179,3 +179,60 @@ func TestPositionsSurviveFlowAndBlockStyle(t *testing.T) {
 		t.Fatalf("region position %s", got)
 	}
 }
+
+func TestTransfersSayWhoMayReadWhatAcrossRegions(t *testing.T) {
+	src := `version: 1
+regions: {us: {cluster: us}, eu: {cluster: eu}}
+residency: {table: patients, column: state, default: us}
+subjects:
+  patients: {key: id, identity: [ssn]}
+roles:
+  analyst: {identity: none, clinical: full}
+  clinician: {identity: full, clinical: full}
+transfers:
+  research:
+    from: eu
+    to: us
+    roles: [analyst, clinician]
+    purposes: [research]
+    classes: [clinical]
+    basis: scc
+  care:
+    from: eu
+    to: us
+    roles: [clinician]
+    classes: [identity, clinical]
+    basis: consent
+`
+	p, err := Parse("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name                    string
+		from, to, role, purpose string
+		class                   Class
+		want                    string
+	}{
+		{"listed purpose", "eu", "us", "analyst", "research", Clinical, "research"},
+		{"other columns travel with clinical", "eu", "us", "analyst", "research", Other, "research"},
+		{"purpose not listed", "eu", "us", "analyst", "marketing", Clinical, ""},
+		{"no purpose set", "eu", "us", "analyst", "", Clinical, ""},
+		{"class not listed", "eu", "us", "analyst", "research", Identity, ""},
+		{"any purpose", "eu", "us", "clinician", "", Identity, "care"},
+		{"other direction", "us", "eu", "clinician", "research", Clinical, ""},
+		{"own region", "us", "us", "clinician", "", Clinical, ""},
+	}
+	for _, c := range cases {
+		got := ""
+		if tr := p.TransferFor(c.from, c.to, c.role, c.purpose, c.class); tr != nil {
+			got = tr.Name
+		}
+		if got != c.want {
+			t.Errorf("%s: transfer %q, want %q", c.name, got, c.want)
+		}
+	}
+	if got := p.TransfersBetween("eu", "us"); len(got) != 2 || got[0].Basis != SCC || got[1].Basis != Consent {
+		t.Errorf("TransfersBetween(eu, us) = %v", got)
+	}
+}

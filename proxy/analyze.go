@@ -191,6 +191,9 @@ func (s *session) declare(name, value string) {
 	if name == "privata.break_glass" {
 		s.breakGlass = isOn(value)
 	}
+	if s.regions != nil {
+		s.regions.declared[name] = value
+	}
 }
 
 // parseSearchPath reads a search_path value into schema names.

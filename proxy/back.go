@@ -23,8 +23,9 @@ type observer interface {
 func (s *session) back() error {
 	for {
 		typ, n, err := s.ur.next()
-		// The client side writes to the client too, when it answers from
-		// the cache: cwMu orders the two.
+		// The client side writes to the client too, when it answers a
+		// statement from another region's cluster or from the cache: cwMu
+		// orders the two.
 		s.cwMu.Lock()
 		if err != nil {
 			err = s.upstreamLost(err)
@@ -97,6 +98,14 @@ func (s *session) relay(typ byte, n int) error {
 	switch typ {
 	case 'D', 'T':
 		e := s.head()
+		if e != nil && e.result != nil && typ == 'D' {
+			body, err := s.ur.body(n)
+			if err != nil {
+				return s.upstreamLost(err)
+			}
+			s.own.rows = append(s.own.rows, firstColumn(body))
+			return nil
+		}
 		if e != nil && e.obs != nil && !e.hidden {
 			body, err := s.ur.body(n)
 			if err != nil {
@@ -144,8 +153,17 @@ func (s *session) relay(typ byte, n int) error {
 			s.pop()
 		}
 		hidden := s.hidden()
+		if e := s.head(); e != nil && e.result != nil {
+			e.result <- s.own
+			s.own = hiddenResult{}
+		}
 		s.pop()
 		s.readReady(body[0])
+		s.txStatus.Store(uint32(body[0]))
+		if body[0] == 'I' {
+			s.homeWrote.Store(false)
+		}
+		s.cycleError.Store(false)
 		s.ctx.ready(body[0], s.ctxDone)
 		s.ctxDone, s.results = 0, 0
 		if !hidden {
@@ -181,6 +199,10 @@ func (s *session) complete(tag []byte) {
 	e := s.head()
 	if bytes.HasPrefix(tag, []byte("ROLLBACK")) {
 		s.ctx.rollback()
+	}
+	s.trackTransaction(tag)
+	if e != nil && e.homeWrite {
+		s.homeWrote.Store(true)
 	}
 	if e == nil {
 		return
@@ -219,6 +241,18 @@ func (s *session) relayError(n int) error {
 	s.ctx.fail()
 	fatal := isFatal(body)
 	e := s.head()
+	if e != nil && e.result != nil {
+		// A statement Privata runs for itself: the error is its answer.
+		s.own.err = append([]byte(nil), body...)
+		if !e.kind.endsCycle() {
+			s.pop()
+		}
+		return nil
+	}
+	s.cycleError.Store(true)
+	if s.txStatus.Load() == 'T' {
+		s.txStatus.Store('E')
+	}
 	switch {
 	case fatal || e == nil:
 		writeMessage(s.cw, 'E', body)

@@ -43,6 +43,34 @@
 //     are released to the client) and command tags; with none attached, rows
 //     are copied through undecoded.
 //
+// # Regions
+//
+// With several clusters (Options.Router, package regions), a session's
+// connection goes to its region's cluster, and each statement is routed:
+// one that package regions sends to another region's cluster runs on a
+// side connection to it (side.go), opened on first use with the client's
+// startup parameters and role, and brought up to date with the client's
+// SET statements, Privata's context values and transaction block before
+// each use. The client side first waits until the home connection has
+// answered everything sent before (it sends a Flush and waits for the
+// queue to empty), then relays the side's answers itself under cwMu, which
+// the upstream side holds for each message it relays: the client sees one
+// stream, in order. A Bind is routed with its parameters (the statement's
+// Parse is replayed on the side); the portal's Describe, Execute and Close
+// follow it, and Sync ends the cycle on the sides it reached before the
+// home connection. An error on a side skips the rest of the cycle, as
+// PostgreSQL would.
+//
+// Writes are tracked per transaction (the home connection's from its
+// command tags and ReadyForQuery, the sides' by Privata): a write that
+// would make a transaction write to two clusters is refused unless
+// two-phase commit is on; COMMIT then prepares every part, records the
+// decision and commits (commit.go). A subject's move between clusters
+// copies its rows through the application's views (moves.go). Reads of
+// another region's subjects, routed or through the foreign tables of
+// package fdw, need a transfer of the policy; each one allowed is reported
+// to Options.OnTransfer.
+//
 // # Performance
 //
 // Messages Privata does not inspect are copied by their framing (type and

@@ -49,6 +49,11 @@ func (s *session) front() error {
 		case 'C':
 			err = s.closeMessage(n)
 		case 'S':
+			if s.regions != nil {
+				if err = s.routeSync(); err != nil {
+					break
+				}
+			}
 			err = s.sync(n)
 		case 'H':
 			if err = s.cr.copyTo(s.uw, typ, n); err == nil && s.uw.Flush() != nil {
@@ -128,6 +133,14 @@ func (s *session) query(n int) error {
 		s.writeQuery(standIn)
 		return nil
 	}
+	homeWrite := false
+	if s.regions != nil {
+		handled, write, err := s.routeQuery(string(text))
+		if handled || err != nil {
+			return err
+		}
+		homeWrite = write
+	}
 	answered, f, err := s.cacheQuery(info)
 	if answered || err != nil {
 		return err
@@ -141,7 +154,7 @@ func (s *session) query(n int) error {
 			}
 		}
 	}
-	e := entry{kind: kQuery, st: info, ctx: info.ctx, sent: time.Now()}
+	e := entry{kind: kQuery, st: info, ctx: info.ctx, sent: time.Now(), homeWrite: homeWrite}
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
 	}
@@ -172,7 +185,16 @@ func (s *session) parse(n int) error {
 	if !ok1 || !ok2 {
 		return protocolError("invalid string in Parse message")
 	}
+	if s.regions != nil && s.regions.failed {
+		return nil // an error on another region's cluster: skip to Sync
+	}
 	info, refusal := s.analyze(text)
+	if s.regions != nil {
+		delete(s.regions.parses, string(name))
+		if refusal == nil {
+			s.regions.parses[string(name)] = append([]byte(nil), body...)
+		}
+	}
 	if refusal != nil {
 		s.setStmt(name, nil)
 		if err := s.push(entry{kind: kParse, refusal: refusal.encode()}); err != nil {
@@ -236,6 +258,13 @@ func (s *session) bind(n int) error {
 		return protocolError("invalid string in Bind message")
 	}
 	info := s.stmt(stmt)
+	if s.regions != nil {
+		handled, write, err := s.routeBind(body, string(portal), string(stmt))
+		if handled || err != nil {
+			return err
+		}
+		s.regions.writes[string(portal)] = write
+	}
 	if len(portal) == 0 {
 		s.unnamedPortal = info
 	} else if info != nil {
@@ -265,6 +294,13 @@ func (s *session) execute(n int) error {
 	if !ok {
 		return protocolError("invalid string in Execute message")
 	}
+	homeWrite := false
+	if s.regions != nil {
+		if handled, err := s.routeExecute(body, string(portal)); handled || err != nil {
+			return err
+		}
+		homeWrite = s.regions.writes[string(portal)]
+	}
 	if p := s.rs.answered(portal); p != nil {
 		return s.executeAnswer(p, body[len(portal)+1:])
 	}
@@ -276,7 +312,7 @@ func (s *session) execute(n int) error {
 			}
 		}
 	}
-	e := entry{kind: kExecute, st: info, sent: time.Now()}
+	e := entry{kind: kExecute, st: info, sent: time.Now(), homeWrite: homeWrite}
 	e.ctx = info != nil && info.ctx
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
@@ -292,6 +328,29 @@ func (s *session) execute(n int) error {
 	return nil
 }
 
+// describe forwards a Describe, unless it describes a portal bound on
+// another region's cluster or answered from the cache.
+func (s *session) describe(n int) error {
+	body, err := s.cr.body(n)
+	if err != nil {
+		return err
+	}
+	if s.regions != nil {
+		if handled, err := s.routeDescribe(body); handled || err != nil {
+			return err
+		}
+	}
+	e := entry{kind: kDescribe}
+	if handled, err := s.describeRead(body, &e); handled || err != nil {
+		return err
+	}
+	if err := s.push(e); err != nil {
+		return err
+	}
+	writeMessage(s.uw, 'D', body)
+	return nil
+}
+
 // closeMessage forgets a closed statement or portal.
 func (s *session) closeMessage(n int) error {
 	body, err := s.cr.body(n)
@@ -304,6 +363,11 @@ func (s *session) closeMessage(n int) error {
 	name, _, ok := cstring(body[1:])
 	if !ok {
 		return protocolError("invalid string in Close message")
+	}
+	if s.regions != nil {
+		if handled, err := s.routeClose(body); handled || err != nil {
+			return err
+		}
 	}
 	switch body[0] {
 	case 'S':

@@ -50,6 +50,13 @@ type entry struct {
 	st   *stmtInfo
 	obs  observer
 	sent time.Time
+	// homeWrite marks a statement that may write in the session's own
+	// cluster (for transactions that span regions).
+	homeWrite bool
+	// result, for a statement Privata runs for itself on the session's
+	// connection (two-phase commit, moves), receives its error or the
+	// first column of its rows at ReadyForQuery.
+	result chan hiddenResult
 	// The read path (readrelay.go): rd follows a statement's results, strip
 	// is the number of hidden columns a Describe's RowDescription loses,
 	// answer is a response Privata gives itself (a cache hit), emitted
@@ -68,6 +75,7 @@ type entry struct {
 type queue struct {
 	mu      sync.Mutex
 	room    *sync.Cond
+	idle    *sync.Cond
 	ring    []entry
 	head, n int
 	closed  bool
@@ -78,6 +86,7 @@ const maxPending = 1 << 16
 func newQueue() *queue {
 	q := &queue{ring: make([]entry, 64)}
 	q.room = sync.NewCond(&q.mu)
+	q.idle = sync.NewCond(&q.mu)
 	return q
 }
 
@@ -139,6 +148,20 @@ func (q *queue) pop() {
 	if q.n == maxPending/2 {
 		q.room.Broadcast()
 	}
+	if q.n == 0 {
+		q.idle.Broadcast()
+	}
+}
+
+// waitIdle waits until no entry awaits responses; false when the queue
+// was closed.
+func (q *queue) waitIdle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.n > 0 && !q.closed {
+		q.idle.Wait()
+	}
+	return !q.closed
 }
 
 // close wakes a waiting pusher for good.
@@ -147,4 +170,5 @@ func (q *queue) close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	q.room.Broadcast()
+	q.idle.Broadcast()
 }

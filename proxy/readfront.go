@@ -36,10 +36,10 @@ func auditRefusal(err error) *Error {
 			"records can be made durable. Ask an operator to check the audit store and spool."}
 }
 
-// answer sends a response Privata gives itself (a cache hit): at once when
+// answerCached sends a response Privata gives itself (a cache hit): at once when
 // nothing forwarded awaits its responses, otherwise through the queue,
 // when the entries before it have completed (client side).
-func (s *session) answer(k kind, msg []byte) error {
+func (s *session) answerCached(k kind, msg []byte) error {
 	e := entry{kind: k, answer: msg}
 	for {
 		s.cwMu.Lock()
@@ -156,7 +156,7 @@ func (s *session) cacheQuery(info *stmtInfo) (bool, *fill, error) {
 	}
 	out = append(out, a.done...)
 	out = append(out, 'Z', 0, 0, 0, 5, 'I')
-	return true, nil, s.answer(kQuery, out)
+	return true, nil, s.answerCached(kQuery, out)
 }
 
 // auditAnswer appends the record of a read answered from the cache, as the
@@ -280,7 +280,7 @@ func (s *session) bindRead(body, portal []byte, info *stmtInfo) error {
 				}
 				s.rs.answers[string(portal)] = &answerPortal{info: info, ans: a, deps: res.Deps,
 					bind: msg}
-				return s.answer(kBind, []byte{'2', 0, 0, 0, 4})
+				return s.answerCached(kBind, []byte{'2', 0, 0, 0, 4})
 			}
 		}
 		if res.Ticket.Valid() {
@@ -328,39 +328,35 @@ func (s *session) executeAnswer(p *answerPortal, rest []byte) error {
 		out = appendMessage(out, 'C', append([]byte("SELECT "+strconv.Itoa(len(rows))), 0))
 	}
 	p.pos += len(rows)
-	return s.answer(kExecute, out)
+	return s.answerCached(kExecute, out)
 }
 
 // closeAnswer answers a Close of a portal the cache answered.
 func (s *session) closeAnswer(name []byte) error {
 	delete(s.rs.answers, string(name))
-	return s.answer(kClose, []byte{'3', 0, 0, 0, 4})
+	return s.answerCached(kClose, []byte{'3', 0, 0, 0, 4})
 }
 
-// describe handles a Describe: a portal the cache answered is described
-// from its answer; the RowDescription of a statement or portal with
-// hidden columns loses them.
-func (s *session) describe(n int) error {
-	body, err := s.cr.body(n)
-	if err != nil {
-		return err
-	}
+// describeRead handles a Describe on the read path: a portal the cache
+// answered is described from its answer; the RowDescription of a statement
+// or portal with hidden columns loses them (e.strip), and that of a portal
+// being filled is kept for the cache (e.fill).
+func (s *session) describeRead(body []byte, e *entry) (bool, error) {
 	if len(body) < 2 {
-		return protocolError("invalid Describe message")
+		return true, protocolError("invalid Describe message")
 	}
 	name, _, ok := cstring(body[1:])
 	if !ok {
-		return protocolError("invalid string in Describe message")
+		return true, protocolError("invalid string in Describe message")
 	}
-	e := entry{kind: kDescribe}
 	var info *stmtInfo
 	if body[0] == 'P' {
 		if p := s.rs.answered(name); p != nil {
 			if p.ans.desc != nil {
-				return s.answer(kDescribe, p.ans.desc)
+				return true, s.answerCached(kDescribe, p.ans.desc)
 			}
 			if err := s.materialize(name, p); err != nil {
-				return err
+				return true, err
 			}
 		}
 		info = s.portal(name)
@@ -373,11 +369,7 @@ func (s *session) describe(n int) error {
 	if info != nil && info.read != nil && len(info.read.stmts) > 0 && info.read.stmts[0] != nil {
 		e.strip = len(info.read.stmts[0].hidden)
 	}
-	if err := s.push(e); err != nil {
-		return err
-	}
-	writeMessage(s.uw, 'D', body)
-	return nil
+	return false, nil
 }
 
 // materialize binds upstream a portal the cache answered, for a use its
@@ -402,7 +394,7 @@ func (s *session) sync(n int) error {
 	if err := s.cr.discard(n); err != nil {
 		return err
 	}
-	return s.answer(kSync, []byte{'Z', 0, 0, 0, 5, 'I'})
+	return s.answerCached(kSync, []byte{'Z', 0, 0, 0, 5, 'I'})
 }
 
 // writeParse forwards a Parse with another statement text.

@@ -326,13 +326,6 @@ func stripDescription(body []byte, h int) []byte {
 	return body[:off]
 }
 
-// appendMessage appends a whole message to b.
-func appendMessage(b []byte, typ byte, body []byte) []byte {
-	b = append(b, typ)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(body)+4))
-	return append(b, body...)
-}
-
 // readReady follows a ReadyForQuery (upstream side): a session that is
 // idle again has committed its writes, which invalidate the cache before
 // the client learns of the commit.

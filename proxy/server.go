@@ -19,6 +19,7 @@ import (
 	"github.com/privata/privata/cache"
 	"github.com/privata/privata/config"
 	"github.com/privata/privata/policy"
+	"github.com/privata/privata/regions"
 	"github.com/privata/privata/rewrite"
 )
 
@@ -33,6 +34,15 @@ type Options struct {
 	// OnSessionEnd, when set, is called as each client connection ends, with
 	// the reason (nil for an orderly Terminate). The server logs through it.
 	OnSessionEnd func(SessionInfo, error)
+	// Router routes statements between the regions' clusters (package
+	// regions); nil when the configuration has one cluster. TwoPhase keeps
+	// the decisions of transactions that write to several clusters.
+	Router   *regions.Router
+	TwoPhase *regions.TwoPhase
+	// OnTransfer, when set, is called for every statement that reads
+	// another region's data under a transfer of the policy, before it runs:
+	// the server audits it as a transfer.
+	OnTransfer func(Transfer)
 	// Audit, when set, returns the writer of the read audit records of the
 	// statements run on a cluster (see readpath.go); nil for a cluster
 	// whose reads are not audited.
@@ -70,6 +80,13 @@ type Server struct {
 
 	upstreamCluster string
 	upstream        *pgconn.Config
+
+	// Regions: the sessions' region, the cluster (storage target) that
+	// stores it, and every cluster's session connection.
+	region    string
+	home      string
+	upstreams map[string]*pgconn.Config
+	rmetrics  *regionMetrics
 
 	fakeSecret []byte
 
@@ -134,9 +151,12 @@ func New(cfg *config.Config, pol *policy.Policy, opts Options) (*Server, error) 
 		}
 	}
 	srv.upstreamCluster = srv.sessionCluster()
+	if pol.Region(srv.region) == nil {
+		return nil, fmt.Errorf("server: region %q is not a region of the policy", srv.region)
+	}
 	if _, ok := cfg.Clusters[srv.upstreamCluster]; !ok {
 		return nil, fmt.Errorf("policy region %s: cluster %q is not in the configuration",
-			pol.DefaultRegion(), srv.upstreamCluster)
+			srv.region, srv.upstreamCluster)
 	}
 	up, err := pgconn.ParseConfig(cfg.SessionURL(srv.upstreamCluster))
 	if err != nil {
@@ -145,6 +165,9 @@ func New(cfg *config.Config, pol *policy.Policy, opts Options) (*Server, error) 
 	}
 	srv.upstream = up
 	srv.database = up.Database
+	if err := srv.initRegions(); err != nil {
+		return nil, err
+	}
 	srv.metrics = newMetrics(opts.Registerer)
 	srv.initAnalysis()
 	if srv.read, err = newReadPath(srv); err != nil {
@@ -153,10 +176,15 @@ func New(cfg *config.Config, pol *policy.Policy, opts Options) (*Server, error) 
 	return srv, nil
 }
 
-// sessionCluster names the cluster sessions connect to. Every session goes
-// to the default region's cluster; routing by statement comes with regions.
+// sessionCluster names the cluster sessions connect to: that of the
+// instance's region (server.region, by default the policy's default
+// region). Package regions routes statements elsewhere.
 func (srv *Server) sessionCluster() string {
-	r := srv.pol.Region(srv.pol.DefaultRegion())
+	srv.region = srv.cfg.Server.Region
+	if srv.region == "" {
+		srv.region = srv.pol.DefaultRegion()
+	}
+	r := srv.pol.Region(srv.region)
 	if r == nil {
 		return ""
 	}

@@ -63,10 +63,19 @@ type session struct {
 
 	sawFatal bool // a FATAL error came from upstream
 
-	// cwMu orders writes to the client: the upstream side relays under it,
-	// and the client side takes it to answer from the cache.
-	cwMu sync.Mutex
-	rs   readState // the read path's state (readstate.go)
+	// Regions (route.go). cwMu orders the two sides' writes to the client;
+	// txStatus is the upstream transaction status as the relay last saw it
+	// ('I', 'T' or 'E'); homeWrote says the current transaction wrote in
+	// the session's cluster; cycleError that the current cycle failed
+	// there; own collects the answer of a statement Privata runs itself.
+	cwMu       sync.Mutex
+	txStatus   atomic.Uint32
+	homeWrote  atomic.Bool
+	cycleError atomic.Bool
+	own        hiddenResult
+	regions    *regionState
+	backExit   chan struct{} // closed when the upstream side ends
+	rs         readState     // the read path's state (readstate.go)
 
 	clientDone    atomic.Bool // the client side ended the session
 	upstreamEnded atomic.Bool // the upstream side ended it
@@ -101,6 +110,7 @@ func (srv *Server) open(nc net.Conn, st *startup) (*session, error) {
 		return nil, err
 	}
 	s.ctx = newUpstreamContext(settings)
+	s.regions = srv.newRegionState(st)
 	s.rs.init(s, settings)
 	s.searchPath = parseSearchPath(`"$user", public`, role.PGRole)
 	if v, ok := settings["search_path"]; ok {
@@ -211,7 +221,12 @@ func (s *session) run() error {
 	s.uw = bufio.NewWriterSize(s.up, bufSize)
 
 	backDone := make(chan error, 1)
-	go func() { backDone <- s.back() }()
+	s.backExit = make(chan struct{})
+	go func() {
+		err := s.back()
+		close(s.backExit)
+		backDone <- err
+	}()
 	err := s.front()
 	if !errors.Is(err, errUpstreamWrite) && !s.upstreamEnded.Load() {
 		s.clientDone.Store(true)
@@ -223,6 +238,7 @@ func (s *session) run() error {
 		s.cancelUpstream()
 	}
 	s.up.Close()
+	s.closeSides()
 	s.q.close()
 	backErr := <-backDone
 	var pe *Error

@@ -291,18 +291,18 @@ func pointColumn(sel *pg.SelectStmt) string {
 		sel.WhereClause == nil {
 		return ""
 	}
-	return equality(sel.WhereClause)
+	return pointEquality(sel.WhereClause)
 }
 
-// equality returns the column that a WHERE clause compares for equality
+// pointEquality returns the column that a WHERE clause compares for equality
 // with a constant or parameter, at its top or in a top-level AND.
-func equality(n *pg.Node) string {
+func pointEquality(n *pg.Node) string {
 	if b := n.GetBoolExpr(); b != nil {
 		if b.Boolop != pg.BoolExprType_AND_EXPR {
 			return ""
 		}
 		for _, a := range b.Args {
-			if c := equality(a); c != "" {
+			if c := pointEquality(a); c != "" {
 				return c
 			}
 		}

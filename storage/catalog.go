@@ -21,6 +21,10 @@ const (
 	// RegionColumn holds the subject's home region.
 	PseudonymColumn = "privata_pseudonym"
 	RegionColumn    = "privata_region"
+	// ExportRolePrefix starts the names of the login roles other clusters
+	// read this one as (package fdw); they are members of the group roles,
+	// and fdw keeps those memberships.
+	ExportRolePrefix = "privata_export_"
 	// rowColumn is the child access views' row locator (the base row's ctid).
 	rowColumn = "privata_row"
 )

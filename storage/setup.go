@@ -175,7 +175,8 @@ func (pl *planner) memberships() string {
 			}
 		}
 		for _, r := range have {
-			if !slices.Contains(want, r) {
+			// Package fdw keeps the export roles' memberships.
+			if !slices.Contains(want, r) && !strings.HasPrefix(r, ExportRolePrefix) {
 				revoke = append(revoke, r)
 			}
 		}

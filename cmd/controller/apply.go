@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/privata/privata/fdw"
+	"github.com/privata/privata/policy"
 	"github.com/privata/privata/storage"
 )
 
@@ -29,7 +33,7 @@ Apply stops at the first cluster that fails; that cluster is left as it was.`,
 
 func runApply(c *cobra.Command, _ []string) error {
 	ctx := c.Context()
-	p, targets, err := loadTargets(c)
+	p, targets, topo, err := loadTargets(c)
 	if err != nil {
 		return err
 	}
@@ -40,7 +44,7 @@ func runApply(c *cobra.Command, _ []string) error {
 			return fmt.Errorf("cluster %s: %w%s", t.Name, err, untouched(targets[i+1:]))
 		}
 		slog.Info("apply", "cluster", t.Name, "regions", t.Regions)
-		pl, err := storage.Apply(ctx, conn, p, t)
+		pl, err := applyOne(ctx, conn, p, t, topo)
 		conn.Close(ctx)
 		if err != nil {
 			return fmt.Errorf("cluster %s: nothing was changed there: %w%s", t.Name, err,
@@ -54,6 +58,45 @@ func runApply(c *cobra.Command, _ []string) error {
 		fmt.Fprintf(out, "cluster %s: applied %d steps\n", t.Name, len(pl.Steps))
 	}
 	return nil
+}
+
+// applyOne applies the policy to one cluster in one transaction: the
+// cross-region part (package fdw) around the split storage's steps. It
+// returns the plan it ran.
+func applyOne(ctx context.Context, conn *pgx.Conn, p *policy.Policy, t storage.Target,
+	topo *fdw.Topology) (*storage.Plan, error) {
+	// Whether the split storage changes anything decides whether the
+	// views over its tables are rebuilt; apply plans it again under the
+	// lock.
+	preview, err := storage.Preview(ctx, conn, p, t)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	fp, err := fdw.PlanTx(ctx, tx, fdw.Input{Topology: topo, Target: t.Name,
+		SplitChanges: len(preview.Steps) > 0})
+	if err != nil {
+		return nil, err
+	}
+	if err := fdw.Run(ctx, tx, fp.Before); err != nil {
+		return nil, err
+	}
+	pl, err := storage.ApplyTx(ctx, tx, p, t)
+	if err != nil {
+		return nil, err
+	}
+	if err := fdw.Run(ctx, tx, fp.After); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	pl.Steps = append(append(fdwSteps(fp.Before), pl.Steps...), fdwSteps(fp.After)...)
+	return pl, nil
 }
 
 // untouched names the clusters apply did not get to.

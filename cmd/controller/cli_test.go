@@ -139,8 +139,11 @@ func TestClinicExamplePlanThenApply(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Both databases are on one server, whose roles they share: one fdw
+	// password for both.
 	env := []string{"PRIVATA_US_URL=" + withPassword(dbs["us"].URL()),
-		"PRIVATA_EU_URL=" + withPassword(dbs["eu"].URL())}
+		"PRIVATA_EU_URL=" + withPassword(dbs["eu"].URL()),
+		"PRIVATA_US_FDW_PASSWORD=" + password, "PRIVATA_EU_FDW_PASSWORD=" + password}
 	cfg := filepath.Join("..", "..", "examples", "clinic", "privata.yaml")
 	before, rows := map[string]string{}, map[string]string{}
 	for r, db := range dbs {
@@ -164,6 +167,15 @@ func TestClinicExamplePlanThenApply(t *testing.T) {
 	}
 	if strings.Count(out, `CREATE TABLE "privata_identity"."patients"`) != 2 {
 		t.Errorf("plan does not convert patients on both clusters:\n%.2000s", out)
+	}
+	// The policy's transfers go both ways: each cluster reads the other.
+	for _, server := range []string{"us", "eu"} {
+		if !strings.Contains(out, `CREATE SERVER "`+server+`" FOREIGN DATA WRAPPER postgres_fdw`) {
+			t.Errorf("plan does not create foreign server %s", server)
+		}
+	}
+	if !strings.Contains(out, "password '********'") {
+		t.Errorf("plan shows no user mapping with a hidden password")
 	}
 
 	out, errOut, err = run(t, env, "apply", "-c", cfg)

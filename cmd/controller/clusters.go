@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/privata/privata/config"
+	"github.com/privata/privata/fdw"
 	"github.com/privata/privata/policy"
 	"github.com/privata/privata/storage"
 )
@@ -23,22 +24,43 @@ func configFlag(c *cobra.Command) {
 }
 
 // loadTargets reads the configuration and its policies, and resolves the
-// databases to work on.
-func loadTargets(c *cobra.Command) (*policy.Policy, []storage.Target, error) {
+// databases to work on and how they reach each other.
+func loadTargets(c *cobra.Command) (*policy.Policy, []storage.Target, *fdw.Topology, error) {
 	file, _ := c.Flags().GetString("config")
 	cfg, err := config.Load(file)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	p, err := policy.Load(cfg.Policies...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	targets, err := storage.Targets(cfg, p)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return p, targets, nil
+	if len(targets) == 0 {
+		// Every region keeps identity and clinical data apart.
+		r := p.Regions[0]
+		return nil, nil, nil, policy.ErrorList{{Pos: r.Pos, Msg: fmt.Sprintf("region %s keeps identity "+
+			"and clinical data in different clusters; apply does not support that yet", r.Name),
+			Hint: "give the region one cluster"}}
+	}
+	topo, err := fdw.NewTopology(cfg, p, targets)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return p, targets, topo, nil
+}
+
+// fdwSteps turns the cross-region part of a plan into steps of the split
+// storage's plan, for printing: secrets show as fdw.Placeholder.
+func fdwSteps(steps []fdw.Step) []storage.Step {
+	out := make([]storage.Step, len(steps))
+	for i, s := range steps {
+		out[i] = storage.Step{Comment: s.Comment, SQL: s.SQL}
+	}
+	return out
 }
 
 // connectTimeout bounds how long a verb waits for a cluster that does not

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/privata/privata/fdw"
 	"github.com/privata/privata/policy"
 	"github.com/privata/privata/storage"
 )
@@ -27,14 +28,14 @@ for review. It changes nothing: it works in a transaction that it rolls back.`,
 }
 
 func runPlan(c *cobra.Command, _ []string) error {
-	p, targets, err := loadTargets(c)
+	p, targets, topo, err := loadTargets(c)
 	if err != nil {
 		return err
 	}
 	failed := 0
 	for _, t := range targets {
 		slog.Info("plan", "cluster", t.Name, "regions", t.Regions)
-		if err := planOne(c, p, t); err != nil {
+		if err := planOne(c, p, t, topo); err != nil {
 			fmt.Fprintf(c.ErrOrStderr(), "privata: cluster %s: %v\n", t.Name, err)
 			failed++
 		}
@@ -45,17 +46,25 @@ func runPlan(c *cobra.Command, _ []string) error {
 	return nil
 }
 
-// planOne prints the plan of one cluster.
-func planOne(c *cobra.Command, p *policy.Policy, t storage.Target) error {
-	conn, err := connect(c.Context(), t, "privata plan")
+// planOne prints the plan of one cluster: the split storage's steps, with
+// the cross-region part (package fdw) around them.
+func planOne(c *cobra.Command, p *policy.Policy, t storage.Target, topo *fdw.Topology) error {
+	ctx := c.Context()
+	conn, err := connect(ctx, t, "privata plan")
 	if err != nil {
 		return err
 	}
-	defer conn.Close(c.Context())
-	pl, err := storage.Preview(c.Context(), conn, p, t)
+	defer conn.Close(ctx)
+	pl, err := storage.Preview(ctx, conn, p, t)
 	if err != nil {
 		return err
 	}
+	fp, err := fdw.Preview(ctx, conn, fdw.Input{Topology: topo, Target: t.Name,
+		SplitChanges: len(pl.Steps) > 0})
+	if err != nil {
+		return err
+	}
+	pl.Steps = append(append(fdwSteps(fp.Before), pl.Steps...), fdwSteps(fp.After)...)
 	fmt.Fprintln(c.OutOrStdout(), pl.SQL())
 	return nil
 }

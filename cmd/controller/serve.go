@@ -62,8 +62,14 @@ func serve(ctx context.Context, file string) error {
 				"start", "err", err)
 		}
 	}()
-	srv, err := proxy.New(cfg, pol, proxy.Options{Registerer: reg, OnSessionEnd: logSession,
-		Audit: rp.auditOption(), Cache: rp.cache})
+	opts := proxy.Options{Registerer: reg, OnSessionEnd: logSession, Audit: rp.auditOption(),
+		Cache: rp.cache}
+	release, err := routing(ctx, cfg, pol, &opts)
+	if err != nil {
+		return err
+	}
+	defer release()
+	srv, err := proxy.New(cfg, pol, opts)
 	if err != nil {
 		return err
 	}

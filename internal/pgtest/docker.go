@@ -15,14 +15,18 @@ import (
 // startDocker runs a cluster in a postgres:15 container. It is used only when
 // PRIVATA_TEST_DOCKER is set, for machines that have Docker but not
 // PostgreSQL's binaries.
-func startDocker(name string, settings map[string]string) (*Cluster, error) {
+func startDocker(name string, opts Options) (*Cluster, error) {
+	password := opts.Password
+	if password == "" {
+		password = "postgres"
+	}
 	pool, err := dockertest.NewPool("")
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: docker: %w", err)
 	}
 	cmd := []string{"postgres", "-c", "wal_level=logical", "-c", "max_replication_slots=20",
 		"-c", "max_wal_senders=20", "-c", "max_prepared_transactions=50"}
-	all := withTestDefaults(settings)
+	all := withTestDefaults(opts.Settings)
 	keys := make([]string, 0, len(all))
 	for k := range all {
 		keys = append(keys, k)
@@ -35,7 +39,7 @@ func startDocker(name string, settings map[string]string) (*Cluster, error) {
 		Name:       "",
 		Repository: "postgres",
 		Tag:        "15",
-		Env:        []string{"POSTGRES_PASSWORD=postgres"},
+		Env:        []string{"POSTGRES_PASSWORD=" + password},
 		Cmd:        cmd,
 	}, func(hc *docker.HostConfig) {
 		hc.AutoRemove = true
@@ -46,7 +50,8 @@ func startDocker(name string, settings map[string]string) (*Cluster, error) {
 	}
 	res.Expire(3600)
 	port, _ := strconv.Atoi(res.GetPort("5432/tcp"))
-	c := &Cluster{Name: name, host: "127.0.0.1", port: port, stop: func() error { return pool.Purge(res) }}
+	c := &Cluster{Name: name, host: "127.0.0.1", port: port, password: password,
+		stop: func() error { return pool.Purge(res) }}
 	pool.MaxWait = 2 * time.Minute
 	err = pool.Retry(func() error {
 		conn, err := pgx.Connect(context.Background(), c.URL("postgres"))

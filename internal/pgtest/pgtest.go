@@ -47,9 +47,10 @@ type Cluster struct {
 	// Local is the local cluster; nil when it runs in Docker.
 	Local *localpg.Cluster
 
-	host string
-	port int
-	stop func() error
+	host     string
+	port     int
+	password string
+	stop     func() error
 }
 
 // Port is the TCP port the server listens on.
@@ -60,12 +61,23 @@ func (c *Cluster) URL(db string) string {
 	if c.Local != nil {
 		return c.Local.URL(db)
 	}
-	return fmt.Sprintf("postgres://postgres:postgres@%s:%d/%s?sslmode=disable", c.host, c.port, db)
+	return fmt.Sprintf("postgres://postgres:%s@%s:%d/%s?sslmode=disable", c.password, c.host, c.port, db)
+}
+
+// Options describe a cluster to start.
+type Options struct {
+	// Settings are extra postgresql.conf lines.
+	Settings map[string]string
+	// Password, when set, is the superuser's password, and TCP
+	// connections must authenticate with SCRAM-SHA-256: postgres_fdw lets
+	// ordinary roles connect only with a password.
+	Password string
 }
 
 var (
 	mu       sync.Mutex
 	shared   *Cluster
+	named    = map[string]*Cluster{}
 	started  []*Cluster
 	rootDir  string
 	sequence int
@@ -82,6 +94,7 @@ func Main(m *testing.M) int {
 		}
 	}
 	started = nil
+	named = map[string]*Cluster{}
 	if rootDir != "" {
 		os.RemoveAll(rootDir)
 	}
@@ -94,7 +107,7 @@ func Shared(t testing.TB) *Cluster {
 	mu.Lock()
 	defer mu.Unlock()
 	if shared == nil {
-		c, err := start("shared", nil)
+		c, err := start("shared", Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,12 +116,35 @@ func Shared(t testing.TB) *Cluster {
 	return shared
 }
 
+// SharedWith returns the package's shared cluster called name, starting it
+// with opts on first use: tests that need several clusters (regions) share
+// one of each name.
+func SharedWith(t testing.TB, name string, opts Options) *Cluster {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if named[name] == nil {
+		c, err := start(name, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		named[name] = c
+	}
+	return named[name]
+}
+
 // Start starts a cluster of the test's own, stopped and removed when the test
 // ends. Settings are extra postgresql.conf lines.
 func Start(t testing.TB, name string, settings map[string]string) *Cluster {
 	t.Helper()
+	return StartWith(t, name, Options{Settings: settings})
+}
+
+// StartWith is Start with more options.
+func StartWith(t testing.TB, name string, opts Options) *Cluster {
+	t.Helper()
 	mu.Lock()
-	c, err := start(name, settings)
+	c, err := start(name, opts)
 	mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -129,9 +165,10 @@ func Start(t testing.TB, name string, settings map[string]string) *Cluster {
 	return c
 }
 
-func start(name string, settings map[string]string) (*Cluster, error) {
+func start(name string, opts Options) (*Cluster, error) {
+	settings := opts.Settings
 	if os.Getenv("PRIVATA_TEST_DOCKER") != "" {
-		c, err := startDocker(name, settings)
+		c, err := startDocker(name, opts)
 		if err == nil {
 			started = append(started, c)
 		}
@@ -157,11 +194,13 @@ func start(name string, settings map[string]string) (*Cluster, error) {
 	lc, err := localpg.Start(ctx, localpg.Options{
 		Dir:      filepath.Join(rootDir, fmt.Sprintf("%s-%d", name, sequence)),
 		Settings: withTestDefaults(settings),
+		Password: opts.Password,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: start cluster %q: %w", name, err)
 	}
-	c := &Cluster{Name: name, Local: lc, host: "127.0.0.1", port: lc.Port, stop: lc.Remove}
+	c := &Cluster{Name: name, Local: lc, host: "127.0.0.1", port: lc.Port, password: opts.Password,
+		stop: lc.Remove}
 	started = append(started, c)
 	return c, nil
 }
