@@ -196,14 +196,18 @@ func (s *session) settings() map[string]string {
 // pushed numbers a statement entry and follows the extended-protocol cycle
 // (client side).
 func (rs *readState) pushed(e *entry) {
-	if e.answer != nil {
-		rs.cycleAnswered = true
-		return
-	}
-	rs.cycleForwarded = true
-	if !e.hidden && (e.kind == kQuery || e.kind == kExecute || e.kind == kFunc) {
+	if e.answer == nil && !e.hidden && (e.kind == kQuery || e.kind == kExecute ||
+		e.kind == kFunc) {
 		rs.execSeq++
 		e.seq = rs.execSeq
+	}
+	switch {
+	case e.kind.endsCycle():
+		rs.cycleForwarded, rs.cycleAnswered = false, false
+	case e.answer != nil:
+		rs.cycleAnswered = true
+	default:
+		rs.cycleForwarded = true
 	}
 }
 
