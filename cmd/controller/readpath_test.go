@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/privata/privata/internal/audittest"
+	"github.com/privata/privata/internal/cachetest"
 	"github.com/privata/privata/internal/localpg"
 )
 
@@ -27,6 +33,7 @@ type served struct {
 	patients   []*audittest.Patient
 	encounters []*audittest.Encounter
 	listen     int
+	metrics    int
 	proc       *serveProc
 }
 
@@ -41,16 +48,19 @@ func newServed(t *testing.T, extra string) *served {
 	if s.listen, err = localpg.FreePort(); err != nil {
 		t.Fatal(err)
 	}
+	if s.metrics, err = localpg.FreePort(); err != nil {
+		t.Fatal(err)
+	}
 	conf := fmt.Sprintf(`clusters:
   us: {url: '%s'}
 policies: [policy.yaml]
-server: {listen: '127.0.0.1:%d', metrics_listen: ''}
+server: {listen: '127.0.0.1:%d', metrics_listen: '127.0.0.1:%d'}
 auth: {method: trust, default_role: clinician}
 audit:
   sink: audit.jsonl
   slot: %s
   spool_dir: spool
-%s`, c.db.URL(), s.listen, c.slot, extra)
+%s`, c.db.URL(), s.listen, s.metrics, c.slot, extra)
 	if err := os.WriteFile(c.file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -410,5 +420,138 @@ func TestKillServeUnderLoadLosesNothing(t *testing.T) {
 	if !errors.As(err, &code) || code != 1 || !strings.Contains(out,
 		fmt.Sprintf("chain %s: changed at seq %d", chain, seq)) {
 		t.Fatalf("verify after a superuser altered record %s/%d: %v\n%s", chain, seq, err, out)
+	}
+}
+
+// metric returns the sum of a counter's values whose label sets hold
+// every label given (name="value"), from privata serve's /metrics.
+func (s *served) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		var v float64
+		fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+		sum += v
+	}
+	return sum
+}
+
+// TestCacheThroughServeFollowsDirectChanges caches point reads in Redis
+// through privata serve, then changes and erases the patient directly in
+// PostgreSQL: once the change stream has seen each change, the read
+// through Privata returns the new answer. Every hit is in the audit log,
+// and Redis holds no SSN, name or diagnosis in the clear.
+func TestCacheThroughServeFollowsDirectChanges(t *testing.T) {
+	redisSrv := cachetest.Start(t, "redis")
+	key := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return base64.StdEncoding.EncodeToString(sum[:])
+	}
+	s := newServed(t, fmt.Sprintf(`cache:
+  backend: redis
+  address: %s
+  hash_key: %s
+  keys: [{id: k1, secret: %s}]
+`, redisSrv.Addr, key("hash"), key("k1")))
+	s.start(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.url("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	p := s.patients[3]
+	read := func() string {
+		var last string
+		err := conn.QueryRow(ctx, "SELECT last FROM patients WHERE id = $1", p.ID).Scan(&last)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "(no row)"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last
+	}
+	hitsUntil := func(want string) {
+		t.Helper()
+		h0 := s.metric(t, "privata_cache_hits_total")
+		waitFor(t, "a cached answer "+want, func() bool {
+			return read() == want && s.metric(t, "privata_cache_hits_total") > h0
+		})
+	}
+	hitsUntil(p.Last)
+	for i := range 10 {
+		// Encounters too, by subject.
+		rows, err := conn.Query(ctx, "SELECT description FROM encounters WHERE patient = $1",
+			s.patients[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+
+	direct := s.db.Connect(t)
+	if _, err := direct.Exec(ctx, "UPDATE public.patients SET last = 'Directly' WHERE id = $1",
+		p.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the read to return the directly changed value", func() bool {
+		return read() == "Directly"
+	})
+	hitsUntil("Directly")
+
+	if _, err := direct.Exec(ctx, "DELETE FROM public.encounters WHERE patient = $1; ", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Exec(ctx, "DELETE FROM public.patients WHERE id = $1", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the erased patient's read to find no row", func() bool {
+		return read() == "(no row)"
+	})
+
+	hits := s.metric(t, "privata_cache_hits_total")
+	for k, v := range redisSrv.Dump(t) {
+		for _, q := range s.patients {
+			for _, x := range append(q.Values(), q.ID, q.Pseudonym) {
+				if strings.Contains(k, x) || bytes.Contains(v, []byte(x)) {
+					t.Errorf("Redis holds %q in the clear (key %s)", x, k)
+				}
+			}
+		}
+		for _, e := range s.encounters {
+			if bytes.Contains(v, []byte(e.Description)) {
+				t.Errorf("Redis holds the diagnosis %q in the clear", e.Description)
+			}
+		}
+	}
+	conn.Close(ctx)
+	s.stop(t)
+	var cached int
+	if err := direct.QueryRow(ctx, `SELECT count(*) FROM privata_audit.read_log
+		WHERE reason LIKE '%served from cache%'`).Scan(&cached); err != nil {
+		t.Fatal(err)
+	}
+	if float64(cached) != hits || hits < 2 {
+		t.Fatalf("%v cache hits, %d audit records of hits", hits, cached)
 	}
 }
