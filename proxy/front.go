@@ -302,7 +302,14 @@ func (s *session) execute(n int) error {
 		homeWrite = s.regions.writes[string(portal)]
 	}
 	if p := s.rs.answered(portal); p != nil {
-		return s.executeAnswer(p, body[len(portal)+1:])
+		// A statement forwarded since the Bind (a write of the same
+		// pipeline, say) could change the answer: PostgreSQL answers then.
+		if s.rs.clean() {
+			return s.executeAnswer(p, body[len(portal)+1:])
+		}
+		if err := s.materialize(portal, p); err != nil {
+			return err
+		}
 	}
 	info := s.portal(portal)
 	if info != nil && len(info.want) > 0 {
@@ -317,7 +324,7 @@ func (s *session) execute(n int) error {
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
 	}
-	s.readEntry(&e, info, s.rs.takeFill(portal))
+	s.readEntry(&e, info, s.rs.takeFill(portal, s.rs.clean()))
 	if err := s.push(e); err != nil {
 		return err
 	}

@@ -300,6 +300,38 @@ func TestCacheAnswersEveryExtendedProtocolShape(t *testing.T) {
 	if tc.hits(t) != h0+2 {
 		t.Errorf("%v hits for the portal fetched in parts, want 2", tc.hits(t)-h0)
 	}
+
+	// A write of the same pipeline, between the read's Bind and its
+	// Execute: the read sees it, as in PostgreSQL, and is not answered from
+	// the cache.
+	read := &pgproto3.Parse{Name: "r", Query: "SELECT last FROM patients WHERE id = $1"}
+	w.send(read, &pgproto3.Sync{})
+	w.recv("ReadyForQuery")
+	fills = tc.count(t, "privata_cache_fills_total", "result=stored")
+	w.send(&pgproto3.Bind{PreparedStatement: "r", Parameters: [][]byte{[]byte(P[4].ID)}},
+		&pgproto3.Execute{}, &pgproto3.Sync{})
+	expect(t, w.recv("ReadyForQuery"), "BindComplete", "DataRow:"+P[4].Last,
+		"CommandComplete:SELECT 1", "ReadyForQuery:I")
+	eventually(t, "the fill", func() error {
+		if tc.count(t, "privata_cache_fills_total", "result=stored") == fills {
+			return fmt.Errorf("not stored yet")
+		}
+		return nil
+	})
+	h1 := tc.hits(t)
+	w.send(&pgproto3.Parse{Name: "u", Query: "UPDATE patients SET last = 'Pipelined' " +
+		"WHERE id = $1"},
+		&pgproto3.Bind{DestinationPortal: "a", PreparedStatement: "r",
+			Parameters: [][]byte{[]byte(P[4].ID)}},
+		&pgproto3.Bind{DestinationPortal: "b", PreparedStatement: "u",
+			Parameters: [][]byte{[]byte(P[4].ID)}},
+		&pgproto3.Execute{Portal: "b"}, &pgproto3.Execute{Portal: "a"}, &pgproto3.Sync{})
+	expect(t, w.recv("ReadyForQuery"), "ParseComplete", "BindComplete", "BindComplete",
+		"CommandComplete:UPDATE 1", "DataRow:Pipelined", "CommandComplete:SELECT 1",
+		"ReadyForQuery:I")
+	if tc.hits(t) != h1+1 {
+		t.Errorf("%v hits: want the Bind's lookup only", tc.hits(t)-h1)
+	}
 }
 
 // TestCacheBackendKilledMidWorkload kills the backend while clients read

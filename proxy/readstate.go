@@ -241,13 +241,18 @@ func (rs *readState) dropPortal(name []byte) {
 	}
 }
 
-// takeFill returns and forgets the fill of a portal being executed.
-func (rs *readState) takeFill(name []byte) *fill {
+// takeFill returns and forgets the fill of a portal being executed; nil
+// unless clean (a statement forwarded since the Bind could have changed
+// what the read sees).
+func (rs *readState) takeFill(name []byte, clean bool) *fill {
 	if rs.fills == nil {
 		return nil
 	}
 	f := rs.fills[string(name)]
 	delete(rs.fills, string(name))
+	if !clean {
+		return nil
+	}
 	return f
 }
 
