@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/privata/privata/audit"
 	"github.com/privata/privata/config"
 	"github.com/privata/privata/internal/pgtest"

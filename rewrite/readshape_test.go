@@ -172,12 +172,16 @@ func TestAppendedTargetsRunInPostgreSQL(t *testing.T) {
 }
 
 func TestNormalizeHoldsNoValue(t *testing.T) {
-	cases := map[string]string{
-		"SELECT ssn FROM patients WHERE ssn = '123-45-6789' AND id = $1":   "SELECT ssn FROM patients WHERE ssn = $2 AND id = $1",
-		"select *\n  from p /* ssn 999-11-2222 */ where n = 4242 -- 555\n": "select * from p where n = $1",
-		"SELECT E'O\\'Brien', $$Smith$$, x'1F', 1.5e3, -17 FROM t":         "SELECT $1, $2, $3, $4, -$5 FROM t",
+	cases := []struct{ sql, want string }{
+		{"SELECT ssn FROM patients WHERE ssn = '123-45-6789' AND id = $1",
+			"SELECT ssn FROM patients WHERE ssn = $2 AND id = $1"},
+		{"select *\n  from p /* ssn 999-11-2222 */ where n = 4242 -- 555\n",
+			"select * from p where n = $1"},
+		{"SELECT E'O\\'Brien', $$Smith$$, x'1F', 1.5e3, -17 FROM t",
+			"SELECT $1, $2, $3, $4, -$5 FROM t"},
 	}
-	for sql, want := range cases {
+	for _, c := range cases {
+		sql, want := c.sql, c.want
 		an, err := NewAnalyzer(0).Analyze(sql)
 		if err != nil {
 			t.Fatal(err)

@@ -519,7 +519,8 @@ func TestCacheThroughServeFollowsDirectChanges(t *testing.T) {
 	})
 	hitsUntil("Directly")
 
-	if _, err := direct.Exec(ctx, "DELETE FROM public.encounters WHERE patient = $1; ", p.ID); err != nil {
+	_, err = direct.Exec(ctx, "DELETE FROM public.encounters WHERE patient = $1", p.ID)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := direct.Exec(ctx, "DELETE FROM public.patients WHERE id = $1", p.ID); err != nil {
