@@ -31,7 +31,7 @@ type ReadAuditor interface {
 }
 
 // readPath is the server's read path: the audit of reads and the read
-// cache (see readpath_doc.go).
+// cache (see the package documentation).
 type readPath struct {
 	audit  func(cluster string) ReadAuditor
 	cache  *cache.Cache
