@@ -337,12 +337,18 @@ func (s *session) planStatement(text string, st *rewrite.Statement, c rewrite.Cl
 	if len(exprs) == 0 {
 		return sr, "", nil
 	}
+	cp := s.planCache(st, sh, c, named, alone)
+	if rp.audit == nil && cp == nil {
+		// Without audit, subjects matter only to the cache.
+		sr.hidden = nil
+		return sr, "", nil
+	}
 	rewritten, err := sh.AppendTargets(text, st, exprs, aliases)
 	if err != nil {
 		sr.hidden, sr.notes = nil, append(sr.notes, "not attributable: "+err.Error())
 		return sr, "", nil
 	}
-	return sr, rewritten, s.planCache(st, sh, c, named, alone)
+	return sr, rewritten, cp
 }
 
 // planCache decides whether the cache may answer a statement: a point read
