@@ -181,8 +181,15 @@ func (s *session) readOut(typ byte, body []byte, audited bool, f *fill) {
 		} else {
 			f.msgs = appendMessage(f.msgs, typ, body)
 		}
+		if len(f.msgs) > maxAnswerBytes {
+			f.dead, f.msgs = true, nil
+		}
 	}
 }
+
+// maxAnswerBytes bounds the answers the cache keeps: a larger one is not
+// stored.
+const maxAnswerBytes = 1 << 20
 
 // release sends the held responses to the client.
 func (s *session) release() {
