@@ -412,7 +412,7 @@ func TestMaskedAndRefusedReadsAreAudited(t *testing.T) {
 	P := re.patients
 	ctx := context.Background()
 	start := len(re.records(t))
-	reception := re.connect(t, "reception")
+	reception := pgtest.Connect(t, re.url("reception")+"&application_name=front-desk")
 	var ssn string
 	if err := reception.QueryRow(ctx, "SELECT ssn FROM patients WHERE id = $1",
 		P[3].ID).Scan(&ssn); err != nil {
@@ -432,7 +432,7 @@ func TestMaskedAndRefusedReadsAreAudited(t *testing.T) {
 	}
 	if r := recs[0]; r.Decision != "masked" || !strings.Contains(r.Reason,
 		"identity values masked for role reception") || !slices.Equal(r.Subjects,
-		pseudonyms(P[3])) {
+		pseudonyms(P[3])) || r.Application != "front-desk" || r.Role != "reception" {
 		t.Errorf("masked read: %+v", r)
 	}
 	if r := recs[1]; r.Decision != "refused" || !strings.Contains(r.Reason, "42501") ||
