@@ -72,8 +72,10 @@ type readEnv struct {
 }
 
 type readOptions struct {
-	cache    *cache.Cache
-	noAudit  bool
+	cache   *cache.Cache
+	noAudit bool
+	// auditor, when set, takes the records instead of a writer.
+	auditor  ReadAuditor
 	writerOf func(t testing.TB, db *pgtest.DB) (*audit.Store, *audit.Writer)
 }
 
@@ -102,7 +104,10 @@ func newReadEnv(t testing.TB, o readOptions) *readEnv {
 		re.store, re.writer = openWriter(t, db.URL(), audit.WriterOptions{})
 	}
 	eo := envOptions{policy: readPolicy, setup: setup, cache: o.cache}
-	if !o.noAudit {
+	switch {
+	case o.auditor != nil:
+		eo.audit = func(string) ReadAuditor { return o.auditor }
+	case !o.noAudit:
 		eo.audit = func(string) ReadAuditor { return re.writer }
 	}
 	re.env = newEnv(t, eo)
@@ -572,4 +577,34 @@ func TestReadAuditFollowsEveryWayRowsLeave(t *testing.T) {
 		}
 	}
 	assertNoPatientValue(t, recs, P)
+}
+
+// brokenSpool is a read auditor whose spool fails between Check and
+// Append, as a disk that fills up at that moment would.
+type brokenSpool struct{}
+
+func (brokenSpool) Check() error { return nil }
+func (brokenSpool) Append(context.Context, *audit.Read) error {
+	return &audit.UnavailableError{Store: "main", Err: errors.New("spool write: no space left")}
+}
+
+// TestAppendFailingAfterCheckEndsTheSession: the rows of a statement whose
+// record could not be made durable never reach the client, and the session
+// ends (its transaction rolled back upstream).
+func TestAppendFailingAfterCheckEndsTheSession(t *testing.T) {
+	re := newReadEnv(t, readOptions{noAudit: true, auditor: brokenSpool{}})
+	P := re.patients
+	w := re.wire(t, "clinician")
+	w.send(&pgproto3.Query{String: "SELECT ssn FROM patients WHERE id = '" + P[0].ID + "'"})
+	got := w.recv("Error")
+	expect(t, got, "Error:"+codeAuditUnavailable)
+	for _, m := range got {
+		if strings.Contains(m, P[0].SSN) {
+			t.Fatalf("the client got the row: %q", got)
+		}
+	}
+	w.conn.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := w.fe.Receive(); err == nil {
+		t.Fatal("the session went on after its read could not be audited")
+	}
 }
