@@ -21,6 +21,9 @@ type stmtInfo struct {
 	ctx    bool              // a statement may change the context settings
 	// analysis is the statement analysis, for per-statement observers.
 	analysis *rewrite.Analysis
+	// read is the read path's plan (readpath.go); nil when it has nothing
+	// to do with the text.
+	read *readPlan
 }
 
 // stmtFacts are one statement's effects on the session.
@@ -104,7 +107,8 @@ func (srv *Server) decided(k rewrite.Kind, refuse int) prometheus.Counter {
 func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	m := s.srv.metrics
 	start := time.Now()
-	an, err := s.srv.analyzer.Analyze(string(text))
+	sql := string(text)
+	an, err := s.srv.analyzer.Analyze(sql)
 	m.parse.Observe(time.Since(start).Seconds())
 	if err != nil {
 		var re *rewrite.Error
@@ -121,17 +125,19 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	}
 	sess := rewrite.Session{Role: s.role, BreakGlass: s.breakGlass}
 	for _, st := range an.Statements {
-		d := rewrite.Decide(st, rewrite.Classify(st, s.srv.pol, s.searchPath), sess)
+		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
+		d := rewrite.Decide(st, c, sess)
 		if d.Action == rewrite.Refuse {
 			s.srv.decided(st.Kind, 1).Inc()
 			m.refused.WithLabelValues(d.SQLState).Inc()
+			s.auditRefusal(sql, st, c, d.SQLState, d.Message)
 			return nil, &Error{Code: d.SQLState, Message: d.Message, Hint: d.Hint}
 		}
 	}
 	for _, st := range an.Statements {
 		s.srv.decided(st.Kind, 0).Inc()
 	}
-	return s.info(an), nil
+	return s.planRead(s.info(an), sql, an), nil
 }
 
 // info builds the stmtInfo of an allowed analysis and updates what the

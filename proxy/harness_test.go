@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/privata/privata/cache"
 	"github.com/privata/privata/config"
 	"github.com/privata/privata/internal/pgtest"
 	"github.com/privata/privata/policy"
@@ -72,6 +73,12 @@ type envOptions struct {
 	sessionUser string
 	onEnd       func(SessionInfo, error)
 	observe     func(*stmtInfo) observer
+	// policy replaces testPolicy; setup runs on the database before the
+	// server starts (readpath_test.go); audit and cache are the read path.
+	policy string
+	setup  func(db *pgtest.DB)
+	audit  func(cluster string) ReadAuditor
+	cache  *cache.Cache
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -86,12 +93,19 @@ func newEnv(t testing.TB, o envOptions) *env {
 
 	dir := t.TempDir()
 	policyFile := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyFile, []byte(testPolicy), 0o644); err != nil {
+	text := testPolicy
+	if o.policy != "" {
+		text = o.policy
+	}
+	if err := os.WriteFile(policyFile, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pol, err := policy.Load(policyFile)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.setup != nil {
+		o.setup(db)
 	}
 	user := o.sessionUser
 	if user == "" {
@@ -116,7 +130,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	cfg.Server.TLSCert, cfg.Server.TLSKey = o.tlsCert, o.tlsKey
 	reg := prometheus.NewRegistry()
-	srv, err := New(cfg, pol, Options{Registerer: reg, OnSessionEnd: o.onEnd})
+	srv, err := New(cfg, pol, Options{Registerer: reg, OnSessionEnd: o.onEnd, Audit: o.audit,
+		Cache: o.cache})
 	if err != nil {
 		t.Fatal(err)
 	}
