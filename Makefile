@@ -35,7 +35,10 @@ fuzz:
 	done
 
 # Benchmarks print their figures (and ratios against a baseline measured in
-# the same run); they assert nothing.
+# the same run); they assert nothing. The read path's: pgbench select-only
+# with read audit off and on, Zipf point reads with the cache off and on
+# (hit rate), the change consumer's rate and lag, and the delay from commit
+# to cache invalidation under 5,000 changes/s.
 # scripts/bench-proxy.sh compares pgbench directly, through Privata and
 # through PgBouncer (BENCH_SECONDS, BENCH_SCALE). Rewrite: what rewriting
 # an upsert, COPY or TRUNCATE for split tables costs; SplitTables: reads
@@ -48,6 +51,10 @@ bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Relay|ClientSide' ./proxy
 	$(GO) test $(GOFLAGS) -run '^$$' -bench Rewrite ./rewrite
 	$(GO) test $(GOFLAGS) -run '^$$' -bench SplitTables -benchtime 1x -timeout 30m ./proxy
+	$(GO) test $(GOFLAGS) -run '^$$' -bench 'ReadAuditCost|CacheZipf' -benchtime 1x -timeout 30m ./proxy
+	$(GO) test $(GOFLAGS) -run '^$$' -bench 'ConsumerBacklog' -benchtime 200000x -timeout 30m ./logical
+	$(GO) test $(GOFLAGS) -run '^$$' -bench 'ConsumerLag' -benchtime 1x -timeout 30m ./logical
+	$(GO) test $(GOFLAGS) -run '^$$' -bench 'InvalidationDelay' -benchtime 1x -timeout 30m ./cmd/controller
 	scripts/bench-proxy.sh
 
 clean:

@@ -393,6 +393,31 @@ func (w *Writer) Append(ctx context.Context, r *Read) error {
 	return nil
 }
 
+// Check returns the error Append would return now for want of a durable
+// spool (closed, broken, or full because the store has been unreachable),
+// without appending anything; nil under FailOpen. The proxy asks before it
+// forwards a statement, so that a statement whose record could not be
+// written is refused before it runs.
+func (w *Writer) Check() error {
+	w.mu.Lock()
+	closed, broken := w.closed, w.broken
+	w.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case w.opts.FailOpen:
+		return nil
+	case broken != nil:
+		return &UnavailableError{Store: w.store.Name, Err: broken}
+	}
+	if n := w.unshipped.Load(); n > w.opts.MaxBytes {
+		return &UnavailableError{Store: w.store.Name, Err: fmt.Errorf("the spool holds %d MiB "+
+			"not yet shipped (limit %d MiB): the store is unreachable or too slow", n>>20,
+			w.opts.MaxBytes>>20)}
+	}
+	return nil
+}
+
 // rotate starts the next segment; before is the chain's position before
 // the record being appended. Called with mu held.
 func (w *Writer) rotate(before chainState) error {

@@ -99,11 +99,17 @@ func TestWriterKeepsRecordsWhileTheStoreIsDown(t *testing.T) {
 	if appended < 50 {
 		t.Fatalf("only %d records were accepted while the store was down", appended)
 	}
+	if err := w.Check(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Check with a full spool: %v, want ErrUnavailable", err)
+	}
 
 	if err := c.Local.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	mustFlush(t, w)
+	if err := w.Check(); err != nil {
+		t.Fatalf("Check after the store came back: %v", err)
+	}
 	for i := range 5 {
 		if err := w.Append(ctx, sampleRead(appended+i, randomPseudonym())); err != nil {
 			t.Fatalf("Append after the store came back: %v", err)

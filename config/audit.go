@@ -43,16 +43,21 @@ type Audit struct {
 	Slot string `yaml:"slot"`
 	// SlotWarnMB: a slot retaining more WAL than this is warned about.
 	SlotWarnMB int `yaml:"slot_warn_mb"`
+	// ServeConsumers makes `privata serve` run the change consumer of every
+	// cluster (default true); turn it off where `privata audit consume`
+	// runs them instead.
+	ServeConsumers bool `yaml:"serve_consumers"`
 }
 
 func defaultAudit() Audit {
 	return Audit{
-		SpoolDir:      ".privata/audit-spool",
-		Fsync:         "interval",
-		FsyncInterval: Duration(time.Second),
-		SpoolMaxMB:    1024,
-		Slot:          "privata_audit",
-		SlotWarnMB:    1024,
+		SpoolDir:       ".privata/audit-spool",
+		Fsync:          "interval",
+		FsyncInterval:  Duration(time.Second),
+		SpoolMaxMB:     1024,
+		Slot:           "privata_audit",
+		SlotWarnMB:     1024,
+		ServeConsumers: true,
 	}
 }
 

@@ -148,6 +148,11 @@ type Cache struct {
 	// the first; entries under the others still decrypt; entries under a
 	// key no longer listed are misses.
 	Keys []*CacheKey `yaml:"keys"`
+	// Tables lists classified tables (schema.name; public when the schema
+	// is left out) whose other reads are cached too: any pure SELECT of
+	// them alone (no function call, subquery or lock), invalidated by any
+	// change to them. Point reads by key or subject are always cached.
+	Tables []string `yaml:"tables"`
 }
 
 // CacheKey is one encryption key of the cache.

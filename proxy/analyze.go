@@ -21,9 +21,12 @@ type stmtInfo struct {
 	ctx    bool              // a statement may change the context settings
 	// analysis is the statement analysis, for per-statement observers.
 	analysis *rewrite.Analysis
-	// wire, when set, is the text sent upstream in place of the client's
-	// (rewrite.go).
-	wire string
+	// read is the read path's plan (readpath.go); nil when it has nothing
+	// to do with the text.
+	read *readPlan
+	// wire, when set, is the text sent upstream in place of the client's,
+	// and sideWire the one a side connection gets (rewrite.go).
+	wire, sideWire string
 }
 
 // stmtFacts are one statement's effects on the session.
@@ -108,7 +111,8 @@ func (srv *Server) decided(k rewrite.Kind, refuse int) prometheus.Counter {
 func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	m := s.srv.metrics
 	start := time.Now()
-	an, err := s.srv.analyzer.Analyze(string(text))
+	sql := string(text)
+	an, err := s.srv.analyzer.Analyze(sql)
 	m.parse.Observe(time.Since(start).Seconds())
 	if err != nil {
 		var re *rewrite.Error
@@ -126,10 +130,12 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	sess := rewrite.Session{Role: s.role, BreakGlass: s.breakGlass}
 	rewrites := false
 	for _, st := range an.Statements {
-		d := rewrite.Decide(st, rewrite.Classify(st, s.srv.pol, s.searchPath), sess)
+		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
+		d := rewrite.Decide(st, c, sess)
 		if d.Action == rewrite.Refuse {
 			s.srv.decided(st.Kind, 1).Inc()
 			m.refused.WithLabelValues(d.SQLState).Inc()
+			s.auditRefusal(sql, st, c, d.SQLState, d.Message)
 			return nil, &Error{Code: d.SQLState, Message: d.Message, Hint: d.Hint}
 		}
 		rewrites = rewrites || d.Action == rewrite.Rewrite
@@ -144,7 +150,7 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	for _, st := range an.Statements {
 		s.srv.decided(st.Kind, 0).Inc()
 	}
-	return withWire(s.info(an), wire), nil
+	return s.withWire(s.planRead(s.info(an), sql, an), wire)
 }
 
 // info builds the stmtInfo of an allowed analysis and updates what the

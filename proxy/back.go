@@ -24,7 +24,8 @@ func (s *session) back() error {
 	for {
 		typ, n, err := s.ur.next()
 		// The client side writes to the client too, when it answers a
-		// statement from another region's cluster: cwMu orders the two.
+		// statement from another region's cluster or from the cache: cwMu
+		// orders the two.
 		s.cwMu.Lock()
 		if err != nil {
 			err = s.upstreamLost(err)
@@ -32,9 +33,12 @@ func (s *session) back() error {
 			return err
 		}
 		err = s.relay(typ, n)
-		if err == nil && !s.ur.ready() {
-			if ferr := s.cw.Flush(); ferr != nil {
-				err = s.clientLost(ferr)
+		if err == nil {
+			s.emitAnswers()
+			if !s.ur.ready() {
+				if ferr := s.cw.Flush(); ferr != nil {
+					err = s.clientLost(ferr)
+				}
 			}
 		}
 		s.cwMu.Unlock()
@@ -66,6 +70,7 @@ func (s *session) pop() {
 	if !s.cur.sent.IsZero() {
 		s.srv.metrics.upstream.Observe(time.Since(s.cur.sent).Seconds())
 	}
+	s.rs.popped(&s.cur)
 	s.q.pop()
 	s.haveCur = false
 }
@@ -85,6 +90,11 @@ func (s *session) pass(typ byte, n int) error {
 
 // relay handles one upstream message.
 func (s *session) relay(typ byte, n int) error {
+	if e := s.head(); e != nil && !e.hidden && (e.rd != nil || e.strip > 0 || e.fill != nil) {
+		if done, err := s.relayRead(e, typ, n); done {
+			return err
+		}
+	}
 	switch typ {
 	case 'D', 'T':
 		e := s.head()
@@ -148,6 +158,7 @@ func (s *session) relay(typ byte, n int) error {
 			s.own = hiddenResult{}
 		}
 		s.pop()
+		s.readReady(body[0])
 		s.txStatus.Store(uint32(body[0]))
 		if body[0] == 'I' {
 			s.homeWrote.Store(false)
@@ -159,6 +170,7 @@ func (s *session) relay(typ byte, n int) error {
 			writeMessage(s.cw, typ, body)
 		}
 	case 'E':
+		s.rs.cycleFailed = true
 		return s.relayError(n)
 	case 'S':
 		body, err := s.ur.body(n)
@@ -168,6 +180,7 @@ func (s *session) relay(typ byte, n int) error {
 		if err := s.watch(body); err != nil {
 			return s.end(err)
 		}
+		s.rs.param(body)
 		writeMessage(s.cw, typ, body)
 	case 'N', 'A':
 		if err := s.ur.copyTo(s.cw, typ, n); err != nil {

@@ -74,6 +74,58 @@
 // package fdw, need a transfer of the policy; each one allowed is reported
 // to Options.OnTransfer.
 //
+// # The read path: audit of reads and the cache
+//
+// With Options.Audit or Options.Cache set, every allowed text whose
+// statements name classified tables gets a read plan (readpath.go), made
+// per session because the role and the search path matter:
+//
+//   - Audit. A statement that reads classified columns gets an audit.Read
+//     record: the normalised statement (rewrite.Normalize: no constant, no
+//     comment), its fingerprint, the classified tables and columns, the
+//     decision (allowed; masked, with why, when the role sees a class
+//     masked or not at all; refused, with the SQLSTATE, for a statement
+//     the analysis refused) and the rows sent. The record's reason also
+//     says when rows are not attributable to subjects (an aggregate,
+//     DISTINCT, GROUP BY, a set operation, COPY, rows of a classified
+//     table read outside the FROM list), when a result was audited in
+//     parts, when the statement failed, and when it was served from cache.
+//   - Subjects. A plain SELECT whose rows are rows of its top-level FROM
+//     relations (rewrite.ReadShape) is forwarded with one hidden column per
+//     split classified relation there, appended to the select list: the
+//     pseudonym of the row's subject, looked up by the row's key (a subject
+//     table) or reference (a child table) in privata_identity. The relay
+//     reads the pseudonyms from each DataRow and strips the hidden columns
+//     from DataRows and from RowDescriptions, Describe's included; a Bind
+//     with per-column result formats gets a text format for each.
+//   - Durability. The responses of an audited statement are held until
+//     its record is appended (audit.Writer: durable in the local spool
+//     against kill -9), then released: a read whose rows reached a client
+//     is in the audit log. A result over 4 MiB is audited and released in
+//     parts. Before forwarding a statement whose record would be written
+//     the client side asks the writer (Check): when it could not write,
+//     the statement is refused before it runs (58000, fail closed). Should
+//     an Append fail after all, the rows are never sent and the session
+//     ends, which rolls its transaction back.
+//   - Cache. A text of one statement that is a pure point read of a split
+//     table by its key (subject table) or subject (child table), or a pure
+//     read of tables listed in cache.tables, is looked up before it is
+//     forwarded, keyed by role, masking profile, purpose, cluster and
+//     database, text, parameters, formats and output settings. A hit is
+//     answered by Privata in order: through the queue when responses are
+//     pending (entries with an answer), at once when none are; a Bind hit
+//     makes a portal that exists only in Privata until Sync, and a cycle
+//     answered whole gets Privata's ReadyForQuery. A hit is audited like a
+//     read from PostgreSQL, marked served from cache. A miss stores what
+//     the client got, with the subjects the rows showed as dependencies
+//     (the table as a whole when none). The cache never answers or fills a
+//     break-glass read, a read in a transaction block, or one forwarded
+//     while another statement of the session is still running (a write
+//     of the same pipeline). Writes through the session invalidate the
+//     tables they wrote at the ReadyForQuery that ends their transaction,
+//     before the client sees it; the change stream does the rest (wired
+//     by cmd/controller).
+//
 // # Performance
 //
 // Messages Privata does not inspect are copied by their framing (type and

@@ -54,7 +54,7 @@ func (s *session) front() error {
 					break
 				}
 			}
-			err = s.forward(kSync, typ, n)
+			err = s.sync(n)
 		case 'H':
 			if err = s.cr.copyTo(s.uw, typ, n); err == nil && s.uw.Flush() != nil {
 				err = errUpstreamWrite
@@ -87,6 +87,7 @@ func readError(err error) error {
 // When the queue is full, what was written upstream is flushed before
 // waiting for room, so that responses keep coming.
 func (s *session) push(e entry) error {
+	s.rs.pushed(&e)
 	if e.ctx {
 		s.ctx.begin()
 	}
@@ -122,6 +123,9 @@ func (s *session) query(n int) error {
 		return protocolError("invalid string in Query message")
 	}
 	info, refusal := s.analyze(text)
+	if refusal == nil {
+		refusal = s.checkAudit(info)
+	}
 	if refusal != nil {
 		if err := s.push(entry{kind: kQuery, refusal: refusal.encode()}); err != nil {
 			return err
@@ -137,6 +141,10 @@ func (s *session) query(n int) error {
 		}
 		homeWrite = write
 	}
+	answered, f, err := s.cacheQuery(info)
+	if answered || err != nil {
+		return err
+	}
 	// A Query drops the unnamed prepared statement.
 	s.unnamedStmt = nil
 	if len(info.want) > 0 {
@@ -150,12 +158,16 @@ func (s *session) query(n int) error {
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
 	}
+	s.readEntry(&e, info, f)
 	if err := s.push(e); err != nil {
 		return err
 	}
-	if info.wire != "" {
+	switch {
+	case info.wire != "":
 		s.writeQuery(info.wire)
-	} else {
+	case info.read != nil && info.read.text != "":
+		s.writeQuery(info.read.text)
+	default:
 		writeMessage(s.uw, 'Q', body)
 	}
 	if info.resets {
@@ -187,11 +199,8 @@ func (s *session) parse(n int) error {
 			s.regions.parses[string(name)] = append([]byte(nil), body...)
 		}
 	}
-	if refusal == nil && info.wire != "" {
-		body = parseWith(body, info.wire)
-		if s.regions != nil {
-			s.regions.wire[string(name)] = append([]byte(nil), body...)
-		}
+	if refusal == nil && info.sideWire != "" && s.regions != nil {
+		s.regions.wire[string(name)] = parseWith(body, info.sideWire)
 	}
 	if refusal != nil {
 		s.setStmt(name, nil)
@@ -211,7 +220,14 @@ func (s *session) parse(n int) error {
 	if err := s.push(entry{kind: kParse}); err != nil {
 		return err
 	}
-	writeMessage(s.uw, 'P', body)
+	switch {
+	case info.wire != "":
+		s.writeParse(name, info.wire, rest[len(text)+1:])
+	case info.read != nil && info.read.text != "":
+		s.writeParse(name, info.read.text, rest[len(text)+1:])
+	default:
+		writeMessage(s.uw, 'P', body)
+	}
 	return nil
 }
 
@@ -266,6 +282,10 @@ func (s *session) bind(n int) error {
 	} else {
 		delete(s.portals, string(portal))
 	}
+	s.rs.dropPortal(portal)
+	if info != nil && info.read != nil {
+		return s.bindRead(body, portal, info)
+	}
 	if err := s.push(entry{kind: kBind}); err != nil {
 		return err
 	}
@@ -291,6 +311,16 @@ func (s *session) execute(n int) error {
 		}
 		homeWrite = s.regions.writes[string(portal)]
 	}
+	if p := s.rs.answered(portal); p != nil {
+		// A statement forwarded since the Bind (a write of the same
+		// pipeline, say) could change the answer: PostgreSQL answers then.
+		if s.rs.clean() {
+			return s.executeAnswer(p, body[len(portal)+1:])
+		}
+		if err := s.materialize(portal, p); err != nil {
+			return err
+		}
+	}
 	info := s.portal(portal)
 	if info != nil && len(info.want) > 0 {
 		if sets := s.ctx.needs(info.want); len(sets) > 0 {
@@ -304,6 +334,7 @@ func (s *session) execute(n int) error {
 	if s.srv.observe != nil {
 		e.obs = s.srv.observe(info)
 	}
+	s.readEntry(&e, info, s.rs.takeFill(portal, s.rs.clean()))
 	if err := s.push(e); err != nil {
 		return err
 	}
@@ -315,19 +346,22 @@ func (s *session) execute(n int) error {
 }
 
 // describe forwards a Describe, unless it describes a portal bound on
-// another region's cluster.
+// another region's cluster or answered from the cache.
 func (s *session) describe(n int) error {
-	if s.regions == nil {
-		return s.forward(kDescribe, 'D', n)
-	}
 	body, err := s.cr.body(n)
 	if err != nil {
 		return err
 	}
-	if handled, err := s.routeDescribe(body); handled || err != nil {
+	if s.regions != nil {
+		if handled, err := s.routeDescribe(body); handled || err != nil {
+			return err
+		}
+	}
+	e := entry{kind: kDescribe}
+	if handled, err := s.describeRead(body, &e); handled || err != nil {
 		return err
 	}
-	if err := s.push(entry{kind: kDescribe}); err != nil {
+	if err := s.push(e); err != nil {
 		return err
 	}
 	writeMessage(s.uw, 'D', body)
@@ -356,6 +390,10 @@ func (s *session) closeMessage(n int) error {
 	case 'S':
 		s.setStmt(name, nil)
 	case 'P':
+		if s.rs.answered(name) != nil {
+			return s.closeAnswer(name)
+		}
+		s.rs.dropPortal(name)
 		if len(name) == 0 {
 			s.unnamedPortal = nil
 		} else {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/privata/privata/cache"
 	"github.com/privata/privata/config"
 	"github.com/privata/privata/internal/pgtest"
 	"github.com/privata/privata/policy"
@@ -72,7 +73,12 @@ type envOptions struct {
 	sessionUser string
 	onEnd       func(SessionInfo, error)
 	observe     func(*stmtInfo) observer
-	policy      string // the policy's text; testPolicy when empty
+	// policy replaces testPolicy; setup runs on the database before the
+	// server starts (readpath_test.go); audit and cache are the read path.
+	policy string
+	setup  func(db *pgtest.DB)
+	audit  func(cluster string) ReadAuditor
+	cache  *cache.Cache
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -98,6 +104,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.setup != nil {
+		o.setup(db)
+	}
 	user := o.sessionUser
 	if user == "" {
 		user = "privata_session"
@@ -121,7 +130,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	cfg.Server.TLSCert, cfg.Server.TLSKey = o.tlsCert, o.tlsKey
 	reg := prometheus.NewRegistry()
-	srv, err := New(cfg, pol, Options{Registerer: reg, OnSessionEnd: o.onEnd})
+	srv, err := New(cfg, pol, Options{Registerer: reg, OnSessionEnd: o.onEnd, Audit: o.audit,
+		Cache: o.cache})
 	if err != nil {
 		t.Fatal(err)
 	}

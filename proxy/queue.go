@@ -57,6 +57,16 @@ type entry struct {
 	// connection (two-phase commit, moves), receives its error or the
 	// first column of its rows at ReadyForQuery.
 	result chan hiddenResult
+	// The read path (readrelay.go): rd follows a statement's results, strip
+	// is the number of hidden columns a Describe's RowDescription loses,
+	// answer is a response Privata gives itself (a cache hit), emitted
+	// when the entry reaches the head, and seq numbers the statements the
+	// client side forwarded.
+	rd     *readResult
+	strip  int
+	fill   *fill
+	answer []byte
+	seq    uint64
 }
 
 // queue is the FIFO of forwarded messages awaiting their responses. The

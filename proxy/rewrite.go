@@ -35,20 +35,35 @@ func (s *session) rewrite(text []byte, an *rewrite.Analysis) (string, *Error) {
 }
 
 // withWire returns info with the text to send upstream, when there is
-// one; shared infos are copied, not changed.
-func withWire(info *stmtInfo, wire string) *stmtInfo {
+// one; shared infos are copied, not changed. When the read path adds
+// hidden columns to SELECTs of the same text, the rewrite is made again on
+// the read path's text, whose SELECTs it keeps as they are: upstream gets
+// both. Side connections (other regions' clusters) get the rewrite alone,
+// as they get SELECTs without hidden columns.
+func (s *session) withWire(info *stmtInfo, wire string) (*stmtInfo, *Error) {
 	if wire == "" {
-		return info
+		return info, nil
 	}
 	c := *info
-	c.wire = wire
-	return &c
+	c.wire, c.sideWire = wire, wire
+	if info.read != nil && info.read.text != "" {
+		an, err := s.srv.analyzer.Analyze(info.read.text)
+		if err != nil {
+			return nil, &Error{Code: rewrite.CodeInternalError,
+				Message: "statement rewrite failed: the read path's text does not analyse"}
+		}
+		if c.wire, err = s.srv.rewriter.Rewrite(info.read.text, an, s.searchPath); err != nil {
+			return nil, &Error{Code: rewrite.CodeInternalError,
+				Message: "statement rewrite failed on the read path's text"}
+		}
+	}
+	return &c, nil
 }
 
-// wireText is the text sent upstream for a statement text.
+// wireText is the text a side connection gets for a statement text.
 func (in *stmtInfo) wireText(text []byte) string {
-	if in.wire != "" {
-		return in.wire
+	if in.sideWire != "" {
+		return in.sideWire
 	}
 	return string(text)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/privata/privata/cache"
 	"github.com/privata/privata/config"
 	"github.com/privata/privata/policy"
 	"github.com/privata/privata/regions"
@@ -42,6 +43,13 @@ type Options struct {
 	// another region's data under a transfer of the policy, before it runs:
 	// the server audits it as a transfer.
 	OnTransfer func(Transfer)
+	// Audit, when set, returns the writer of the read audit records of the
+	// statements run on a cluster (see readpath.go); nil for a cluster
+	// whose reads are not audited.
+	Audit func(cluster string) ReadAuditor
+	// Cache, when set, answers cacheable reads and is invalidated by the
+	// writes sessions make through the server.
+	Cache *cache.Cache
 }
 
 // SessionInfo describes a client connection for logs. It holds no SQL and
@@ -84,8 +92,10 @@ type Server struct {
 	fakeSecret []byte
 
 	// observe, when set, attaches an observer to each client statement's
-	// entry (Query and Execute). Later issues set it (audit of reads).
+	// entry (Query and Execute).
 	observe func(*stmtInfo) observer
+	// read is the audit of reads and the cache; nil when neither is on.
+	read *readPath
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -161,6 +171,9 @@ func New(cfg *config.Config, pol *policy.Policy, opts Options) (*Server, error) 
 	}
 	srv.metrics = newMetrics(opts.Registerer)
 	srv.initAnalysis()
+	if srv.read, err = newReadPath(srv); err != nil {
+		return nil, err
+	}
 	return srv, nil
 }
 

@@ -75,6 +75,7 @@ type session struct {
 	own        hiddenResult
 	regions    *regionState
 	backExit   chan struct{} // closed when the upstream side ends
+	rs         readState     // the read path's state (readstate.go)
 
 	clientDone    atomic.Bool // the client side ended the session
 	upstreamEnded atomic.Bool // the upstream side ended it
@@ -110,6 +111,7 @@ func (srv *Server) open(nc net.Conn, st *startup) (*session, error) {
 	}
 	s.ctx = newUpstreamContext(settings)
 	s.regions = srv.newRegionState(st)
+	s.rs.init(s, settings)
 	s.searchPath = parseSearchPath(`"$user", public`, role.PGRole)
 	if v, ok := settings["search_path"]; ok {
 		s.searchPath = parseSearchPath(v, role.PGRole)

@@ -72,17 +72,48 @@ func serveMetrics(ctx context.Context, addr string) error {
 // runChangeConsumers runs a change consumer per cluster until ctx ends,
 // restarting each after an error. It returns when all have stopped.
 func runChangeConsumers(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	cs, err := startChangeConsumers(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	cs.wait()
+	return nil
+}
+
+// changeConsumers are the running change consumers of every cluster, by
+// cluster name.
+type changeConsumers struct {
+	byCluster map[string]*logical.Consumer
+	wg        sync.WaitGroup
+	done      func()
+}
+
+// wait returns when every consumer has stopped (after ctx ended).
+func (cs *changeConsumers) wait() {
+	cs.wg.Wait()
+	cs.done()
+}
+
+// startChangeConsumers starts a change consumer per cluster, each
+// restarted after an error, until ctx ends.
+func startChangeConsumers(ctx context.Context, cfg *config.Config,
+	log *slog.Logger) (*changeConsumers, error) {
 	stores, err := openStores(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeStores(stores)
 	sink, err := openSink(cfg)
 	if err != nil {
-		return err
+		closeStores(stores)
+		return nil, err
 	}
-	defer sink.Close()
-	var wg sync.WaitGroup
+	cs := &changeConsumers{byCluster: map[string]*logical.Consumer{}}
+	cs.done = func() {
+		closeStores(stores)
+		sink.Close()
+		log.Info("change consumers stopped")
+	}
+	var consumers []*logical.Consumer
 	for _, name := range cfg.ClusterNames() {
 		store := stores[0]
 		if cfg.Audit.URL == "" {
@@ -98,15 +129,18 @@ func runChangeConsumers(ctx context.Context, cfg *config.Config, log *slog.Logge
 			},
 		})
 		if err != nil {
-			return err
+			cs.done()
+			return nil, err
 		}
-		wg.Go(func() { superviseConsumer(ctx, c, name, log) })
+		cs.byCluster[name] = c
+		consumers = append(consumers, c)
 	}
-	log.Info("change consumers started", "clusters", len(cfg.ClusterNames()),
-		"slot", cfg.Audit.Slot)
-	wg.Wait()
-	log.Info("change consumers stopped")
-	return nil
+	for _, name := range cfg.ClusterNames() {
+		c := cs.byCluster[name]
+		cs.wg.Go(func() { superviseConsumer(ctx, c, name, log) })
+	}
+	log.Info("change consumers started", "clusters", len(consumers), "slot", cfg.Audit.Slot)
+	return cs, nil
 }
 
 // superviseConsumer restarts a consumer after errors, backing off.

@@ -287,7 +287,7 @@ func cliCtx(ctx context.Context, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
+func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for !ok() {

@@ -50,7 +50,20 @@ func serve(ctx context.Context, file string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	opts := proxy.Options{Registerer: reg, OnSessionEnd: logSession}
+	rp, err := startReadPath(ctx, cfg, pol, reg, slog.Default())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := rp.Close(closeCtx); err != nil {
+			slog.Warn("read audit: records not yet shipped stay in the spool for the next "+
+				"start", "err", err)
+		}
+	}()
+	opts := proxy.Options{Registerer: reg, OnSessionEnd: logSession, Audit: rp.auditOption(),
+		Cache: rp.cache}
 	release, err := routing(ctx, cfg, pol, &opts)
 	if err != nil {
 		return err
