@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -422,5 +423,36 @@ func TestRefusedOnSplitTables(t *testing.T) {
 	}
 	if n := counterValue(t, e, "privata_refused_statements_total", codeFeatureNotSupport); n < 20 {
 		t.Errorf("privata_refused_statements_total{sqlstate=0A000} = %v", n)
+	}
+}
+
+// A text that both the read path (hidden columns on a SELECT, for the
+// audit) and the split-table rewrite (an upsert) change reaches upstream
+// with both changes: the SELECT returns its own columns, the upsert its
+// own rows, and the audit names the subject the SELECT returned.
+func TestUpsertBesideAuditedSelect(t *testing.T) {
+	re := newReadEnv(t, readOptions{})
+	p := re.patients[0]
+	conn := re.connect(t, "clinician")
+	ctx := context.Background()
+	results, err := conn.PgConn().Exec(ctx, `SELECT id, first FROM patients WHERE id = '`+p.ID+`';
+		INSERT INTO patients (id, ssn, first) VALUES ('`+p.ID+`', 'x', 'Y')
+		ON CONFLICT (id) DO UPDATE SET first = excluded.first RETURNING first`).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || len(results[0].FieldDescriptions) != 2 || len(results[0].Rows) != 1 ||
+		string(results[0].Rows[0][1]) != p.First || results[1].CommandTag.String() != "INSERT 0 1" ||
+		string(results[1].Rows[0][0]) != "Y" {
+		t.Fatalf("results: %+v", results)
+	}
+	found := false
+	for _, r := range re.records(t) {
+		if strings.HasPrefix(r.Statement, "SELECT") && slices.Contains(r.Subjects, p.Pseudonym.String()) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no read record names the patient the SELECT returned")
 	}
 }
