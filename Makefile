@@ -40,12 +40,17 @@ fuzz:
 # (hit rate), the change consumer's rate and lag, and the delay from commit
 # to cache invalidation under 5,000 changes/s.
 # scripts/bench-proxy.sh compares pgbench directly, through Privata and
-# through PgBouncer (BENCH_SECONDS, BENCH_SCALE).
+# through PgBouncer (BENCH_SECONDS, BENCH_SCALE). Rewrite: what rewriting
+# an upsert, COPY or TRUNCATE for split tables costs; SplitTables: reads
+# and inserts on split tables against plain ones, directly and through
+# Privata.
 bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench Adopt -benchtime 1x -timeout 60m ./storage
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Analyze|Guard' ./rewrite
 	$(GO) test $(GOFLAGS) -run '^$$' -bench CrossRegion -benchtime 1x -timeout 30m ./fdw
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'Relay|ClientSide' ./proxy
+	$(GO) test $(GOFLAGS) -run '^$$' -bench Rewrite ./rewrite
+	$(GO) test $(GOFLAGS) -run '^$$' -bench SplitTables -benchtime 1x -timeout 30m ./proxy
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'ReadAuditCost|CacheZipf' -benchtime 1x -timeout 30m ./proxy
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'ConsumerBacklog' -benchtime 200000x -timeout 30m ./logical
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'ConsumerLag' -benchtime 1x -timeout 30m ./logical

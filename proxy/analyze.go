@@ -24,6 +24,9 @@ type stmtInfo struct {
 	// read is the read path's plan (readpath.go); nil when it has nothing
 	// to do with the text.
 	read *readPlan
+	// wire, when set, is the text sent upstream in place of the client's,
+	// and sideWire the one a side connection gets (rewrite.go).
+	wire, sideWire string
 }
 
 // stmtFacts are one statement's effects on the session.
@@ -66,6 +69,7 @@ func (srv *Server) initAnalysis() {
 		opts = append(opts, rewrite.MaxTextBytes(maxText))
 	}
 	srv.analyzer = rewrite.NewAnalyzer(entries, opts...)
+	srv.rewriter = rewrite.NewRewriter(srv.pol, entries)
 	srv.decisions = map[rewrite.Kind][2]prometheus.Counter{}
 	for k := range plain {
 		srv.decisions[k] = [2]prometheus.Counter{
@@ -124,6 +128,7 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 		return emptyInfo, nil
 	}
 	sess := rewrite.Session{Role: s.role, BreakGlass: s.breakGlass}
+	rewrites := false
 	for _, st := range an.Statements {
 		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
 		d := rewrite.Decide(st, c, sess)
@@ -133,11 +138,19 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 			s.auditRefusal(sql, st, c, d.SQLState, d.Message)
 			return nil, &Error{Code: d.SQLState, Message: d.Message, Hint: d.Hint}
 		}
+		rewrites = rewrites || d.Action == rewrite.Rewrite
+	}
+	wire := ""
+	if rewrites {
+		var e *Error
+		if wire, e = s.rewrite(text, an); e != nil {
+			return nil, e
+		}
 	}
 	for _, st := range an.Statements {
 		s.srv.decided(st.Kind, 0).Inc()
 	}
-	return s.planRead(s.info(an), sql, an), nil
+	return s.withWire(s.planRead(s.info(an), sql, an), wire)
 }
 
 // info builds the stmtInfo of an allowed analysis and updates what the

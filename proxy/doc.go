@@ -29,6 +29,9 @@
 // The FIFO is what lets Privata change the stream without the client
 // noticing:
 //
+//   - A Query or Parse that package rewrite rewrites for split tables
+//     (an upsert, COPY TO, TRUNCATE) is forwarded rewritten; its answer is
+//     the one the client's statement has on a plain table (rewrite.go).
 //   - A refused Query or Parse is replaced upstream by a stand-in statement
 //     that fails in the parser, so that upstream and client agree that it
 //     failed (and that a transaction block is aborted); the stand-in's error

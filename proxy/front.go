@@ -135,7 +135,7 @@ func (s *session) query(n int) error {
 	}
 	homeWrite := false
 	if s.regions != nil {
-		handled, write, err := s.routeQuery(string(text))
+		handled, write, err := s.routeQuery(string(text), info.wireText(text))
 		if handled || err != nil {
 			return err
 		}
@@ -162,9 +162,12 @@ func (s *session) query(n int) error {
 	if err := s.push(e); err != nil {
 		return err
 	}
-	if info.read != nil && info.read.text != "" {
+	switch {
+	case info.wire != "":
+		s.writeQuery(info.wire)
+	case info.read != nil && info.read.text != "":
 		s.writeQuery(info.read.text)
-	} else {
+	default:
 		writeMessage(s.uw, 'Q', body)
 	}
 	if info.resets {
@@ -191,9 +194,13 @@ func (s *session) parse(n int) error {
 	info, refusal := s.analyze(text)
 	if s.regions != nil {
 		delete(s.regions.parses, string(name))
+		delete(s.regions.wire, string(name))
 		if refusal == nil {
 			s.regions.parses[string(name)] = append([]byte(nil), body...)
 		}
+	}
+	if refusal == nil && info.sideWire != "" && s.regions != nil {
+		s.regions.wire[string(name)] = parseWith(body, info.sideWire)
 	}
 	if refusal != nil {
 		s.setStmt(name, nil)
@@ -213,9 +220,12 @@ func (s *session) parse(n int) error {
 	if err := s.push(entry{kind: kParse}); err != nil {
 		return err
 	}
-	if info.read != nil && info.read.text != "" {
+	switch {
+	case info.wire != "":
+		s.writeParse(name, info.wire, rest[len(text)+1:])
+	case info.read != nil && info.read.text != "":
 		s.writeParse(name, info.read.text, rest[len(text)+1:])
-	} else {
+	default:
 		writeMessage(s.uw, 'P', body)
 	}
 	return nil

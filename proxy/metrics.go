@@ -10,6 +10,7 @@ type metrics struct {
 	connectionsTotal *prometheus.CounterVec
 	statements       *prometheus.CounterVec
 	refused          *prometheus.CounterVec
+	rewritten        *prometheus.CounterVec
 	parse            prometheus.Histogram
 	upstream         prometheus.Histogram
 	cancels          *prometheus.CounterVec
@@ -33,6 +34,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "privata_refused_statements_total",
 			Help: "Statements and messages refused, by SQLSTATE.",
 		}, []string{"sqlstate"}),
+		rewritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privata_rewritten_statements_total",
+			Help: "Statement texts forwarded in the form Privata wrote for split tables (upserts, " +
+				"COPY TO, TRUNCATE), by the kind of their first statement.",
+		}, []string{"kind"}),
 		parse: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "privata_parse_seconds",
 			Help:    "Time to analyse a statement text (cache hits included).",
@@ -49,8 +55,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.connectionsTotal, m.statements, m.refused, m.parse,
-			m.upstream, m.cancels)
+		reg.MustRegister(m.connections, m.connectionsTotal, m.statements, m.refused, m.rewritten,
+			m.parse, m.upstream, m.cancels)
 	}
 	return m
 }

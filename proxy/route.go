@@ -65,6 +65,7 @@ type regionState struct {
 	params   map[string]string  // startup parameters, replayed on side connections
 	sides    map[string]*side   // by cluster
 	parses   map[string][]byte  // Parse bodies by statement name, for side connections
+	wire     map[string][]byte  // the same, as sent when Privata rewrote the statement
 	portals  map[string]*side   // portals bound on a side connection
 	sets     []string           // SET statements the client ran, replayed on sides
 	declared map[string]string  // privata.* values the client declared
@@ -106,8 +107,9 @@ func (srv *Server) newRegionState(st *startup) *regionState {
 		return nil
 	}
 	rs := &regionState{user: string(st.user), params: map[string]string{}, sides: map[string]*side{},
-		parses: map[string][]byte{}, portals: map[string]*side{}, declared: map[string]string{},
-		pending: map[*side]struct{}{}, writes: map[string]bool{}, moved: map[string]string{}}
+		parses: map[string][]byte{}, wire: map[string][]byte{}, portals: map[string]*side{},
+		declared: map[string]string{}, pending: map[*side]struct{}{}, writes: map[string]bool{},
+		moved: map[string]string{}}
 	for k, v := range st.params {
 		rs.params[k] = v
 	}

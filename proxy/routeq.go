@@ -31,7 +31,8 @@ func (s *session) twoPhase() bool {
 // the Query itself: on another region's cluster, or by refusing it; else
 // the Query goes to the home connection, and homeWrite says whether it may
 // write there.
-func (s *session) routeQuery(text string) (handled, homeWrite bool, err error) {
+// wire is what to send in place of text (rewrite.go).
+func (s *session) routeQuery(text, wire string) (handled, homeWrite bool, err error) {
 	an, aerr := s.srv.analyzer.Analyze(text)
 	if aerr != nil || len(an.Statements) == 0 {
 		return false, false, nil
@@ -89,7 +90,7 @@ func (s *session) routeQuery(text string) (handled, homeWrite bool, err error) {
 	err = s.onSide(r.target, an.Tags, status, func(sd *side) error {
 		delete(sd.stmts, "")
 		s.reportTransfers(r, an.Tags)
-		res, err := s.sideQuery(sd, text, true)
+		res, err := s.sideQuery(sd, wire, true)
 		if err != nil {
 			return err
 		}
@@ -305,7 +306,11 @@ func (s *session) routeBind(body []byte, portal, stmt string) (handled, homeWrit
 			if ok && stmt != "" {
 				msgs = appendMessage(msgs, 'C', append([]byte{'S'}, append([]byte(stmt), 0)...))
 			}
-			msgs = appendMessage(msgs, 'P', pbody)
+			if w := rs.wire[stmt]; w != nil {
+				msgs = appendMessage(msgs, 'P', w)
+			} else {
+				msgs = appendMessage(msgs, 'P', pbody)
+			}
 			sd.stmts[stmt] = string(pbody)
 		}
 		msgs = appendMessage(msgs, 'B', body)

@@ -76,6 +76,7 @@ type Server struct {
 	metrics  *metrics
 
 	analyzer  *rewrite.Analyzer
+	rewriter  *rewrite.Rewriter
 	decisions map[rewrite.Kind][2]prometheus.Counter // allow, refuse
 
 	upstreamCluster string

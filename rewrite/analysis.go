@@ -57,6 +57,9 @@ type Statement struct {
 	Settings []ContextSet
 	// Context is the subset of Settings that names privata.* parameters.
 	Context []ContextSet
+	// Operations are what the statement does to relations that PostgreSQL
+	// does otherwise on a split table's view (see Operation).
+	Operations []Operation
 	// ResetsSession is set for DISCARD ALL and RESET ALL: afterwards the
 	// session's settings, Privata's context among them, are back to their
 	// defaults, and the proxy must apply its own again.

@@ -19,6 +19,10 @@ type Classification struct {
 	// classified table that Columns cannot list: a star or whole-row
 	// reference, or a column whose table the text does not say.
 	AllColumns bool
+	// Relations holds, for each of the statement's relations, the
+	// classified tables it may name (more than one only when the search
+	// path leaves it open); nil for the others.
+	Relations [][]*policy.Table
 }
 
 // ClassifiedColumn is a column of a classified table.
@@ -57,6 +61,7 @@ func Classify(st *Statement, p *policy.Policy, searchPath []string) Classificati
 	if len(c.Tables) == 0 {
 		return c
 	}
+	c.Relations = tables
 
 	// Columns of one scope share their candidate lists; resolve each list
 	// to its distinct classified tables once.

@@ -9,15 +9,20 @@ import (
 // Action is what Decide says to do with a statement.
 type Action uint8
 
-// The actions. Later issues add rewrites.
+// The actions. Rewrite: Privata runs the statement in another form that
+// does on split tables what the statement does on plain ones (Rewriter).
 const (
 	Allow Action = iota
 	Refuse
+	Rewrite
 )
 
 func (a Action) String() string {
-	if a == Refuse {
+	switch a {
+	case Refuse:
 		return "refuse"
+	case Rewrite:
+		return "rewrite"
 	}
 	return "allow"
 }
@@ -41,8 +46,9 @@ type Decision struct {
 
 // Decide judges an analysed and classified statement. It refuses a
 // statement that could change the session's role (42501) and one that
-// would make Privata's analysis of later statements wrong (0A000), and
-// allows the rest.
+// would make Privata's analysis of later statements wrong (0A000), decides
+// what the statement does to split tables (classified.go: refuse with
+// 0A000, or rewrite), and allows the rest.
 func Decide(st *Statement, c Classification, s Session) Decision {
 	switch {
 	case st == nil:
@@ -68,6 +74,9 @@ func Decide(st *Statement, c Classification, s Session) Decision {
 			Hint: "Privata reads every statement as PostgreSQL does only with " +
 				"standard_conforming_strings on and the client encoding UTF8.",
 		}
+	}
+	if d, ok := decideOperations(st, c); ok {
+		return d
 	}
 	return Decision{Action: Allow}
 }

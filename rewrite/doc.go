@@ -31,6 +31,30 @@
 // findings into Allow or Refuse with a SQLSTATE, a message and a hint that
 // never quote a value from the statement.
 //
+// # Split tables
+//
+// A classified table is a view over split storage (package storage), and
+// PostgreSQL does some things to views differently or not at all. The
+// analysis records them as Operations (operations.go): an upsert, COPY ...
+// TO, TRUNCATE, MERGE, a lock, a grant, a view or publication over the
+// table. Decide judges each on a classified table in one place
+// (classified.go, with the DDL decisions beside it): most are refused with
+// 0A000, a message naming the table and what is not supported, and a
+// hint; three are answered Rewrite, and a Rewriter writes them from their
+// parse trees in a form that does on split storage what the statement does
+// on a plain table:
+//
+//   - INSERT ... ON CONFLICT becomes inserts into the table's upsert views
+//     (upsert.go): the client's source, SET list, WHERE and RETURNING are
+//     grafted into a statement built from Privata's own names, and
+//     pg_query deparses it. Parameters keep their numbers, and the command
+//     tag is INSERT 0 n.
+//   - COPY t [(columns)] TO ... becomes COPY (SELECT columns FROM t) TO ...
+//   - TRUNCATE t truncates t's base tables.
+//
+// The other statements of a text stay as they are, byte for byte; the
+// Rewriter keeps recent results by text.
+//
 // # Errors
 //
 // Analyze's errors are *Error values shaped like an ErrorResponse: 42601

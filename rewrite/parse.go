@@ -96,3 +96,9 @@ func (w *walker) fail(e *Error) {
 		w.err = e
 	}
 }
+
+func deparse(tree *pg.ParseResult) (string, error) {
+	pgMu.Lock()
+	defer pgMu.Unlock()
+	return pg.Deparse(tree)
+}

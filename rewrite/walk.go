@@ -53,10 +53,16 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 		if s.CreateTableAsStmt.Into != nil {
 			w.relation(s.CreateTableAsStmt.Into.Rel, Write)
 		}
+		first := len(w.st.Relations)
 		w.statement(s.CreateTableAsStmt.Query, sc)
+		if s.CreateTableAsStmt.Objtype == pg.ObjectType_OBJECT_MATVIEW {
+			w.readsSince(first, OpMatView)
+		}
 	case *pg.Node_ViewStmt:
 		w.relation(s.ViewStmt.View, Write)
+		first := len(w.st.Relations)
 		w.statement(s.ViewStmt.Query, sc)
+		w.readsSince(first, OpView)
 	case *pg.Node_RuleStmt:
 		w.ruleStmt(s.RuleStmt)
 	case *pg.Node_CreateSchemaStmt:
@@ -98,8 +104,10 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 		// (defaults, checks, policies) are searched for functions.
 		saved := w.ddl
 		w.ddl = true
+		first := len(w.st.Relations)
 		w.node(n, sc)
 		w.ddl = saved
+		w.utilityOperations(n, first)
 	}
 }
 
@@ -204,6 +212,7 @@ func (w *walker) insertStmt(s *pg.InsertStmt, parent *scope) {
 
 	sc.add(w.itemFor(target, s.Relation))
 	if oc := s.OnConflictClause; oc != nil {
+		w.operation(target, OpUpsert)
 		if oc.Infer != nil {
 			for _, e := range oc.Infer.IndexElems {
 				w.indexElem(e.GetIndexElem(), target, sc)
@@ -227,6 +236,9 @@ func (w *walker) updateStmt(s *pg.UpdateStmt, parent *scope) {
 	w.assignments(s.TargetList, target, sc)
 	w.expr(s.WhereClause, sc)
 	w.targets(s.ReturningList, sc, Read)
+	if s.WhereClause.GetCurrentOfExpr() != nil {
+		w.operation(target, OpCurrentOf)
+	}
 }
 
 func (w *walker) deleteStmt(s *pg.DeleteStmt, parent *scope) {
@@ -238,12 +250,16 @@ func (w *walker) deleteStmt(s *pg.DeleteStmt, parent *scope) {
 	w.fromList(s.UsingClause, sc)
 	w.expr(s.WhereClause, sc)
 	w.targets(s.ReturningList, sc, Read)
+	if s.WhereClause.GetCurrentOfExpr() != nil {
+		w.operation(target, OpCurrentOf)
+	}
 }
 
 func (w *walker) mergeStmt(s *pg.MergeStmt, parent *scope) {
 	sc := parent.child()
 	w.with(s.WithClause, sc)
 	target := w.relation(s.Relation, Write)
+	w.operation(target, OpMerge)
 	sc.add(w.itemFor(target, s.Relation))
 	w.fromItem(s.SourceRelation, sc)
 	w.expr(s.JoinCondition, sc)
@@ -282,6 +298,11 @@ func (w *walker) copyStmt(s *pg.CopyStmt) {
 		access = Write
 	}
 	target := w.relation(s.Relation, access)
+	if s.IsFrom {
+		w.operation(target, OpCopyFrom)
+	} else {
+		w.operation(target, OpCopyTo)
+	}
 	if len(s.Attlist) == 0 {
 		w.addColumn(Column{Relation: target, Star: true, Access: access})
 	}

@@ -83,8 +83,9 @@ GRANT SELECT ON privata.tables TO PUBLIC;
 
 -- fingerprint describes, as a hash, every object Privata derives for the
 -- split table schema_name.table_name: the application's view, the access
--- views, the base tables, their columns, grants, triggers, row-level
--- security policies, constraints and indexes, and the trigger functions.
+-- views, the upsert views, the base tables, their columns, grants,
+-- triggers, row-level security policies, constraints and indexes, and the
+-- trigger functions.
 -- A change made behind Privata's back (a dropped trigger, a changed grant)
 -- changes it.
 CREATE OR REPLACE FUNCTION privata.fingerprint(schema_name text, table_name text)
@@ -100,7 +101,10 @@ WITH rels AS (
         ('privata_identity', table_name),
         ('privata_clinical', table_name),
         ('privata_access', table_name || '_identity'),
-        ('privata_access', table_name || '_clinical'))
+        ('privata_access', table_name || '_clinical'),
+        ('privata_access', table_name || '_upsert'),
+        ('privata_access', table_name || '_apply'),
+        ('privata_access', table_name || '_echo'))
 ), parts AS (
     SELECT format('rel %s.%s %s %s %s %s %s %s %s %s', r.nspname, r.relname, c.relkind,
                   pg_get_userbyid(c.relowner), c.relacl, c.reloptions, c.relrowsecurity,
@@ -135,7 +139,8 @@ WITH rels AS (
                   p.prosecdef, p.proconfig, p.proacl, p.prosrc)
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname = 'privata_access'
-      AND p.proname IN (table_name || '_insert', table_name || '_update', table_name || '_delete')
+      AND p.proname IN (table_name || '_insert', table_name || '_update', table_name || '_delete',
+                        table_name || '_upsert', table_name || '_apply', table_name || '_echo')
 )
 SELECT encode(sha256(convert_to(coalesce(string_agg(part, E'\n' ORDER BY part COLLATE "C"), ''),
                                 'UTF8')), 'hex')

@@ -160,6 +160,13 @@ type Index struct {
 	Name    string
 	Def     string   // pg_get_indexdef
 	Columns []string // every column it uses, in keys, expressions or predicate
+	// Unique indexes can decide an upsert's conflicts: Keys are its key
+	// columns in order ("" for an expression), Predicate a partial index's
+	// condition (pg_get_expr), NullsNotDistinct says NULLS NOT DISTINCT.
+	Unique           bool
+	Keys             []string
+	Predicate        string
+	NullsNotDistinct bool
 }
 
 // Grant is one privilege on a relation (or one of its columns).

@@ -31,6 +31,9 @@ func readCatalog(ctx context.Context, tx pgx.Tx, p *policy.Policy, session strin
 		add(ClinicalSchema, t.Name)
 		add(AccessSchema, t.Name+"_identity")
 		add(AccessSchema, t.Name+"_clinical")
+		for _, v := range upsertViews {
+			add(AccessSchema, t.Name+v)
+		}
 	}
 	for _, r := range c.Registry {
 		add(r.Schema, r.Name)
@@ -323,7 +326,13 @@ func (r *Relation) readIndexes(ctx context.Context, tx pgx.Tx) error {
 				JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
 				WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = i.indexrelid
 				  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-				  AND d.refobjid = i.indrelid AND d.refobjsubid > 0)::text[]
+				  AND d.refobjid = i.indrelid AND d.refobjsubid > 0)::text[],
+			i.indisunique,
+			ARRAY(SELECT COALESCE(a.attname, '') FROM unnest(i.indkey[0:i.indnkeyatts - 1])
+					WITH ORDINALITY u(num, o)
+				LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.num
+				ORDER BY u.o)::text[],
+			COALESCE(pg_catalog.pg_get_expr(i.indpred, i.indrelid), ''), i.indnullsnotdistinct
 		FROM pg_catalog.pg_index i
 		JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 		WHERE i.indrelid = $1 AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k
@@ -335,7 +344,8 @@ func (r *Relation) readIndexes(ctx context.Context, tx pgx.Tx) error {
 	defer rows.Close()
 	for rows.Next() {
 		ix := &Index{}
-		if err := rows.Scan(&ix.Name, &ix.Def, &ix.Columns); err != nil {
+		if err := rows.Scan(&ix.Name, &ix.Def, &ix.Columns, &ix.Unique, &ix.Keys, &ix.Predicate,
+			&ix.NullsNotDistinct); err != nil {
 			return fmt.Errorf("indexes: %w", err)
 		}
 		r.Indexes = append(r.Indexes, ix)

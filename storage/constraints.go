@@ -59,6 +59,7 @@ func (pl *planner) placeConstraints(a *adoption) error {
 			continue
 		}
 		a.indexes = append(a.indexes, placed[*Index]{base, ix})
+		base.Indexes = append(base.Indexes, ix)
 	}
 	return errs.err()
 }

@@ -88,6 +88,7 @@ func (d *deriver) steps() ([]Step, error) {
 	return []Step{
 		views,
 		d.triggers(),
+		d.upserts(),
 		d.grants(),
 		d.security(),
 	}, nil
@@ -204,6 +205,13 @@ func (d *deriver) sides() []policy.Class {
 func (d *deriver) views() (Step, error) {
 	s, t := d.s, d.t()
 	var b strings.Builder
+	// The upsert views read the application's view: they go first, and
+	// are made again after it (upsert.go).
+	for _, v := range upsertViews {
+		if d.current(AccessSchema, t.Name+v) != nil {
+			fmt.Fprintf(&b, "DROP VIEW %s;\n", qname(AccessSchema, t.Name+v))
+		}
+	}
 	access := map[policy.Class][]viewColumn{}
 	dropAccess := map[policy.Class]bool{}
 	for _, side := range d.sides() {
@@ -370,6 +378,18 @@ func (d *deriver) baseGrants(b *strings.Builder, base *Base, roles []string) {
 		privs = append(privs, "UPDATE ("+idents(upd)+")")
 	}
 	fmt.Fprintf(b, "GRANT %s, DELETE ON %s TO %s;\n", strings.Join(privs, ", "), name, ident(writer))
+	// TRUNCATE of the application's table truncates its base tables
+	// (package rewrite): whoever may truncate the one may truncate these.
+	var truncate []string
+	for _, g := range s.AppGrants {
+		if g.Privilege == "TRUNCATE" && g.Column == "" && g.Grantee != Owner &&
+			!slices.Contains(truncate, g.Grantee) {
+			truncate = append(truncate, g.Grantee)
+		}
+	}
+	if len(truncate) > 0 {
+		fmt.Fprintf(b, "GRANT TRUNCATE ON %s TO %s;\n", name, granteeList(truncate))
+	}
 	if t.Kind == policy.Child {
 		locate := s.rowKey()
 		if locate == nil {

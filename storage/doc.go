@@ -19,6 +19,12 @@
 // Their columns show each value in full, masked, or not at all, by the
 // reader's membership in the group roles privata_identity_full,
 // privata_identity_masked, privata_clinical_full, privata_clinical_masked.
+// privata.has_access() answers that when a query is planned, so each
+// column becomes the base column itself, its mask or NULL, and filters and
+// joins on it use the base tables' indexes (masks.go). Three more views
+// per table, T_upsert, T_apply and T_echo, carry out INSERT ... ON
+// CONFLICT, which PostgreSQL refuses on views with triggers, for package
+// rewrite (upsert.go).
 // The policy's roles may read only keys and pseudonyms of the base
 // tables, so no value reaches them any other way (base tables, COPY,
 // functions, pg_stats). INSTEAD OF triggers split written rows; they run

@@ -20,6 +20,9 @@ func TestPlanRepairsDrift(t *testing.T) {
 		{"a replaced access view", `CREATE OR REPLACE VIEW privata_access.people_identity AS
 			SELECT id, privata_pseudonym, privata_region, ssn, name, born, email FROM privata_identity.people`},
 		{"a dropped view", `DROP VIEW findings`},
+		{"a dropped upsert view", `DROP VIEW privata_access.people_upsert`},
+		{"a replaced upsert trigger function", `CREATE OR REPLACE FUNCTION privata_access.visits_apply()
+			RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'`},
 		{"disabled row-level security", `ALTER TABLE privata_clinical.visits NO FORCE ROW LEVEL SECURITY`},
 		{"a trigger added to a base table", `CREATE FUNCTION public.noop() RETURNS trigger LANGUAGE plpgsql
 			AS 'BEGIN RETURN NEW; END'; CREATE TRIGGER sneaky BEFORE INSERT ON privata_clinical.findings

@@ -48,6 +48,8 @@ type Base struct {
 	// Constraints are the table's constraints (primary key, unique, check,
 	// foreign keys) as they are, or will be.
 	Constraints []*Constraint
+	// Indexes are its indexes that back no constraint.
+	Indexes []*Index
 }
 
 // QualifiedName is the base table's quoted name.

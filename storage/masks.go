@@ -72,12 +72,16 @@ func maskExpr(mask, col string, c *Column) string {
 	return "NULL"
 }
 
-// hasRole is true when the invoker has the privileges of group role g. A
-// scalar subquery, so that PostgreSQL evaluates it once per query rather
-// than once per row. USAGE rather than MEMBER: a NOINHERIT login (the
-// proxy's session login) gets a policy role's access only after SET ROLE.
+// hasRole is true when the invoker has the privileges of group role g
+// (USAGE rather than MEMBER: a NOINHERIT login, the proxy's session login,
+// gets a policy role's access only after SET ROLE). privata.has_access is
+// IMMUTABLE, so the planner evaluates it once per plan and each CASE of
+// valueExpr reduces to one branch: for a role with full access the view
+// column is the base column itself, and filters and joins on it use the
+// base table's indexes. PostgreSQL plans again when the user or the
+// memberships change (see sql/0004_access.sql).
 func hasRole(g string) string {
-	return "(SELECT pg_catalog.pg_has_role(" + literal(g) + ", 'USAGE'))"
+	return "privata.has_access(" + literal(g) + ")"
 }
 
 // valueExpr is the access view's expression for column c of table t

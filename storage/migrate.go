@@ -59,7 +59,7 @@ func (pl *planner) splitFromCatalog(t *policy.Table, reg *Registered) (*Split, e
 				Hint: "a split table's data lives in its base tables; restore it from a backup"}
 		}
 		return &Base{Schema: schema, Name: t.Name, Columns: r.Columns, Constraints: r.Constraints,
-			Comment: r.Comment}, nil
+			Indexes: r.Indexes, Comment: r.Comment}, nil
 	}
 	var err error
 	if s.Clinical, err = base(ClinicalSchema); err != nil {
@@ -153,6 +153,12 @@ func (pl *planner) moveColumns(s *Split) error {
 func (pl *planner) dropViews(s *Split) error {
 	t := s.Table
 	var b strings.Builder
+	for _, v := range upsertViews {
+		if pl.cat.Relation(AccessSchema, t.Name+v) != nil {
+			fmt.Fprintf(&b, "DROP VIEW %s;\n", qname(AccessSchema, t.Name+v))
+			pl.dropped[AccessSchema+"."+t.Name+v] = true
+		}
+	}
 	if r := pl.cat.Relation(t.Schema, t.Name); r != nil {
 		if len(r.Dependents) > 0 {
 			return &Error{Table: t, Msg: fmt.Sprintf("views depend on %s: %s", t.QualifiedName(),

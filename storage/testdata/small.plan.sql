@@ -150,22 +150,22 @@ CREATE OR REPLACE VIEW "privata_access"."people_identity" AS
 SELECT t."id",
        t."privata_pseudonym",
        t."privata_region",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_identity_full', 'USAGE')) THEN t."ssn"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_identity_masked', 'USAGE')) THEN privata.mask_last4(t."ssn"::text) END AS text) AS "ssn",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_identity_full', 'USAGE')) THEN t."name"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_identity_masked', 'USAGE')) THEN privata.mask_partial(t."name"::text) END AS text) AS "name",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_identity_full', 'USAGE')) THEN t."born"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_identity_masked', 'USAGE')) THEN privata.mask_year(t."born"::date) END AS date) AS "born",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_identity_full', 'USAGE')) THEN t."email"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_identity_masked', 'USAGE')) THEN privata.mask_partial(t."email"::text) END AS character varying(40)) AS "email"
+       CAST(CASE WHEN privata.has_access('privata_identity_full') THEN t."ssn"
+                 WHEN privata.has_access('privata_identity_masked') THEN privata.mask_last4(t."ssn"::text) END AS text) AS "ssn",
+       CAST(CASE WHEN privata.has_access('privata_identity_full') THEN t."name"
+                 WHEN privata.has_access('privata_identity_masked') THEN privata.mask_partial(t."name"::text) END AS text) AS "name",
+       CAST(CASE WHEN privata.has_access('privata_identity_full') THEN t."born"
+                 WHEN privata.has_access('privata_identity_masked') THEN privata.mask_year(t."born"::date) END AS date) AS "born",
+       CAST(CASE WHEN privata.has_access('privata_identity_full') THEN t."email"
+                 WHEN privata.has_access('privata_identity_masked') THEN privata.mask_partial(t."email"::text) END AS character varying(40)) AS "email"
   FROM "privata_identity"."people" t;
 ALTER VIEW "privata_access"."people_identity" OWNER TO "privata_owner";
 CREATE OR REPLACE VIEW "privata_access"."people_clinical" AS
 SELECT t."privata_pseudonym",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."blood"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."blood"::text) END AS text) AS "blood",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."note"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."note"::text) END AS text) AS "note",
+       CAST(CASE WHEN privata.has_access('privata_clinical_full') THEN t."blood"
+                 WHEN privata.has_access('privata_clinical_masked') THEN privata.mask_partial(t."blood"::text) END AS text) AS "blood",
+       CAST(CASE WHEN privata.has_access('privata_clinical_full') THEN t."note"
+                 WHEN privata.has_access('privata_clinical_masked') THEN privata.mask_partial(t."note"::text) END AS text) AS "note",
        t."created"
   FROM "privata_clinical"."people" t;
 ALTER VIEW "privata_access"."people_clinical" OWNER TO "privata_owner";
@@ -287,6 +287,218 @@ REVOKE ALL ON FUNCTION "privata_access"."people_delete"() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER "privata_delete" INSTEAD OF DELETE ON "public"."people"
     FOR EACH ROW EXECUTE FUNCTION "privata_access"."people_delete"();
 
+-- public.people: Upserts. PostgreSQL refuses INSERT ... ON CONFLICT on a view with
+-- INSTEAD OF triggers, so Privata runs an upsert on public.people as inserts into three
+-- views of privata_access that hold no rows: people_upsert (the proposed rows; its
+-- trigger inserts each through public.people, or finds and locks the row it conflicts
+-- with), people_apply (the new values of DO UPDATE SET, applied through public.people)
+-- and people_echo (what the statement returns). They need the same rights as writing
+-- public.people.
+CREATE OR REPLACE VIEW "privata_access"."people_echo" AS
+SELECT NULL::integer AS "id",
+       NULL::text AS "ssn",
+       NULL::text AS "name",
+       NULL::date AS "born",
+       NULL::character varying(40) AS "email",
+       NULL::text AS "blood",
+       NULL::text AS "note",
+       NULL::timestamp with time zone AS "created"
+ WHERE false;
+CREATE OR REPLACE VIEW "privata_access"."people_upsert" AS
+SELECT NULL::text[] AS "privata_on_conflict",
+       NULL::integer AS "id",
+       NULL::text AS "ssn",
+       NULL::text AS "name",
+       NULL::date AS "born",
+       NULL::character varying(40) AS "email",
+       NULL::text AS "blood",
+       NULL::text AS "note",
+       NULL::timestamp with time zone AS "created",
+       NULL::boolean AS "privata_conflict", NULL::text AS "privata_target", NULL::"privata_access"."people_echo" AS "privata_old", NULL::"privata_access"."people_echo" AS "privata_new"
+ WHERE false;
+ALTER VIEW "privata_access"."people_upsert" ALTER COLUMN "id" SET DEFAULT nextval('privata_identity.people_id_seq'::regclass);
+ALTER VIEW "privata_access"."people_upsert" ALTER COLUMN "email" SET DEFAULT 'none@example.org'::character varying;
+ALTER VIEW "privata_access"."people_upsert" ALTER COLUMN "created" SET DEFAULT now();
+CREATE OR REPLACE VIEW "privata_access"."people_apply" AS
+SELECT NULL::text[] AS "privata_set", NULL::"privata_access"."people_echo" AS "privata_old", NULL::bigint AS "privata_ord",
+       NULL::integer AS "id",
+       NULL::text AS "ssn",
+       NULL::text AS "name",
+       NULL::date AS "born",
+       NULL::character varying(40) AS "email",
+       NULL::text AS "blood",
+       NULL::text AS "note",
+       NULL::timestamp with time zone AS "created",
+       NULL::"privata_access"."people_echo" AS "privata_result"
+ WHERE false;
+ALTER VIEW "privata_access"."people_echo" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."people_echo"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+BEGIN
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."people_echo"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."people_echo"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_echo" INSTEAD OF INSERT ON "privata_access"."people_echo"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."people_echo"();
+ALTER VIEW "privata_access"."people_upsert" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."people_upsert"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_kind text;
+    privata_names text[];
+    privata_arbiters text[] := '{}';
+    privata_constraint text;
+    privata_found boolean;
+    privata_old "privata_access"."people_echo";
+    privata_row "privata_access"."people_echo";
+BEGIN
+    IF NEW."privata_conflict" IS NOT NULL OR NEW."privata_target" IS NOT NULL OR NEW."privata_old" IS NOT NULL OR NEW."privata_new" IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'syntax_error',
+            MESSAGE = 'INSERT has more expressions than target columns';
+    END IF;
+    IF NOT (privata.has_access('privata_identity_full') AND privata.has_access('privata_clinical_full')) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'permission denied to upsert into people',
+            DETAIL = 'INSERT ... ON CONFLICT on people needs full access to its identity and clinical data.';
+    END IF;
+    NEW."privata_new" := ROW(NEW."id", NEW."ssn", NEW."name", NEW."born", NEW."email", NEW."blood", NEW."note", NEW."created");
+    privata_kind := NEW."privata_on_conflict"[2];
+    privata_names := NEW."privata_on_conflict"[3:];
+    IF privata_kind = 'any' THEN
+        privata_arbiters := ARRAY['people_pkey', 'people_ssn_key']::text[];
+    ELSIF privata_kind = 'constraint' THEN
+        IF privata_names[1] = ANY (ARRAY['people_pkey', 'people_ssn_key']::text[]) THEN
+            privata_arbiters := privata_names[1:1];
+        ELSE
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('constraint "%s" for table "%s" does not exist', privata_names[1], 'people');
+        END IF;
+    ELSE
+        IF privata_names = ARRAY['id']::text[] THEN
+            privata_arbiters := privata_arbiters || 'people_pkey'::text;
+        END IF;
+        IF privata_names = ARRAY['ssn']::text[] THEN
+            privata_arbiters := privata_arbiters || 'people_ssn_key'::text;
+        END IF;
+        IF pg_catalog.cardinality(privata_arbiters) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_column_reference',
+                MESSAGE = 'there is no unique or exclusion constraint matching the ON CONFLICT specification';
+        END IF;
+    END IF;
+    IF NEW."privata_on_conflict"[1] = 'nothing' THEN
+        BEGIN
+            INSERT INTO "public"."people" ("id", "ssn", "name", "born", "email", "blood", "note", "created")
+            VALUES (NEW."id", NEW."ssn", NEW."name", NEW."born", NEW."email", NEW."blood", NEW."note", NEW."created")
+            RETURNING * INTO privata_row;
+        EXCEPTION WHEN unique_violation THEN
+            GET STACKED DIAGNOSTICS privata_constraint = CONSTRAINT_NAME;
+            IF privata_constraint = ANY (privata_arbiters) THEN
+                NEW."privata_conflict" := true;
+                RETURN NEW;
+            END IF;
+            RAISE;
+        END;
+        NEW."privata_conflict" := false;
+        NEW."privata_target" := privata_row."id"::text;
+        NEW."privata_new" := privata_row;
+        RETURN NEW;
+    END IF;
+    LOOP
+        privata_found := false;
+        IF NOT privata_found AND 'people_pkey' = ANY (privata_arbiters) AND NEW."id" IS NOT NULL THEN
+            SELECT a.* INTO privata_old FROM "public"."people" a
+             WHERE a."id" = NEW."id";
+            privata_found := FOUND;
+        END IF;
+        IF NOT privata_found AND 'people_ssn_key' = ANY (privata_arbiters) AND NEW."ssn" IS NOT NULL THEN
+            SELECT a.* INTO privata_old FROM "public"."people" a
+             WHERE a."ssn" = NEW."ssn";
+            privata_found := FOUND;
+        END IF;
+        IF privata_found THEN
+            PERFORM FROM "privata_identity"."people" b WHERE b."id" = privata_old."id" FOR UPDATE;
+            IF FOUND THEN
+                privata_found := false;
+                IF NOT privata_found AND 'people_pkey' = ANY (privata_arbiters) AND NEW."id" IS NOT NULL THEN
+                    SELECT a.* INTO privata_row FROM "public"."people" a
+                     WHERE a."id" = NEW."id";
+                    privata_found := FOUND;
+                END IF;
+                IF NOT privata_found AND 'people_ssn_key' = ANY (privata_arbiters) AND NEW."ssn" IS NOT NULL THEN
+                    SELECT a.* INTO privata_row FROM "public"."people" a
+                     WHERE a."ssn" = NEW."ssn";
+                    privata_found := FOUND;
+                END IF;
+                IF privata_found AND privata_row."id" IS NOT DISTINCT FROM privata_old."id" THEN
+                    NEW."privata_conflict" := true;
+                    NEW."privata_target" := privata_row."id"::text;
+                    NEW."privata_old" := privata_row;
+                    RETURN NEW;
+                END IF;
+            END IF;
+        ELSE
+            BEGIN
+                INSERT INTO "public"."people" ("id", "ssn", "name", "born", "email", "blood", "note", "created")
+                VALUES (NEW."id", NEW."ssn", NEW."name", NEW."born", NEW."email", NEW."blood", NEW."note", NEW."created")
+                RETURNING * INTO privata_row;
+                NEW."privata_conflict" := false;
+                NEW."privata_target" := privata_row."id"::text;
+                NEW."privata_new" := privata_row;
+                RETURN NEW;
+            EXCEPTION WHEN unique_violation THEN
+                GET STACKED DIAGNOSTICS privata_constraint = CONSTRAINT_NAME;
+                IF NOT privata_constraint = ANY (privata_arbiters) THEN
+                    RAISE;
+                END IF;
+                IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+                    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+                        MESSAGE = 'could not serialize access due to concurrent update';
+                END IF;
+            END;
+        END IF;
+    END LOOP;
+END
+$body$;
+ALTER FUNCTION "privata_access"."people_upsert"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."people_upsert"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_upsert" INSTEAD OF INSERT ON "privata_access"."people_upsert"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."people_upsert"();
+ALTER VIEW "privata_access"."people_apply" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."people_apply"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_row "privata_access"."people_echo";
+BEGIN
+    UPDATE "public"."people" AS t
+       SET "id" = CASE WHEN 'id' = ANY (NEW."privata_set") THEN NEW."id" ELSE t."id" END,
+           "ssn" = CASE WHEN 'ssn' = ANY (NEW."privata_set") THEN NEW."ssn" ELSE t."ssn" END,
+           "name" = CASE WHEN 'name' = ANY (NEW."privata_set") THEN NEW."name" ELSE t."name" END,
+           "born" = CASE WHEN 'born' = ANY (NEW."privata_set") THEN NEW."born" ELSE t."born" END,
+           "email" = CASE WHEN 'email' = ANY (NEW."privata_set") THEN NEW."email" ELSE t."email" END,
+           "blood" = CASE WHEN 'blood' = ANY (NEW."privata_set") THEN NEW."blood" ELSE t."blood" END,
+           "note" = CASE WHEN 'note' = ANY (NEW."privata_set") THEN NEW."note" ELSE t."note" END,
+           "created" = CASE WHEN 'created' = ANY (NEW."privata_set") THEN NEW."created" ELSE t."created" END
+     WHERE t."id" = (NEW."privata_old")."id"
+    RETURNING t.* INTO privata_row;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    NEW."privata_result" := privata_row;
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."people_apply"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."people_apply"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_apply" INSTEAD OF INSERT ON "privata_access"."people_apply"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."people_apply"();
+GRANT SELECT, INSERT ON "privata_access"."people_upsert", "privata_access"."people_apply", "privata_access"."people_echo" TO "clerk", "doctor", "nurse", "postgres";
+GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
+
 -- public.people: Grants. The policy's roles may use public.people and read its access
 -- views; they may read only the key and the pseudonym of the base tables, so that no
 -- value reaches them but through the access views (not by COPY, functions or pg_stats).
@@ -301,10 +513,12 @@ GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
 REVOKE ALL ON "privata_identity"."people" FROM PUBLIC;
 GRANT SELECT ("id", "privata_pseudonym") ON "privata_identity"."people" TO "clerk", "doctor", "nurse";
 GRANT INSERT ("id", "privata_region", "ssn", "name", "born", "email"), UPDATE ("id", "privata_region", "ssn", "name", "born", "email"), DELETE ON "privata_identity"."people" TO "privata_identity_full";
+GRANT TRUNCATE ON "privata_identity"."people" TO "postgres";
 GRANT USAGE ON SEQUENCE privata_identity.people_id_seq TO "privata_identity_full";
 REVOKE ALL ON "privata_clinical"."people" FROM PUBLIC;
 GRANT SELECT ("privata_pseudonym") ON "privata_clinical"."people" TO "clerk", "doctor", "nurse";
 GRANT INSERT ("privata_pseudonym", "blood", "note", "created"), UPDATE ("blood", "note", "created"), DELETE ON "privata_clinical"."people" TO "privata_clinical_full";
+GRANT TRUNCATE ON "privata_clinical"."people" TO "postgres";
 
 -- public.people: Row-level security, forced so that it binds the owner too: every policy
 -- role may read and write rows through the views, and a new identity row must belong to a
@@ -332,10 +546,10 @@ CREATE OR REPLACE VIEW "privata_access"."visits_clinical" AS
 SELECT t."id",
        s."id" AS "person",
        t."at",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."reason"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."reason"::text) END AS text) AS "reason",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."cost"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN NULL END AS numeric(10,2)) AS "cost",
+       CAST(CASE WHEN privata.has_access('privata_clinical_full') THEN t."reason"
+                 WHEN privata.has_access('privata_clinical_masked') THEN privata.mask_partial(t."reason"::text) END AS text) AS "reason",
+       CAST(CASE WHEN privata.has_access('privata_clinical_full') THEN t."cost"
+                 WHEN privata.has_access('privata_clinical_masked') THEN NULL END AS numeric(10,2)) AS "cost",
        t."privata_pseudonym",
        t.ctid AS "privata_row"
   FROM "privata_clinical"."visits" t
@@ -442,6 +656,191 @@ REVOKE ALL ON FUNCTION "privata_access"."visits_delete"() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER "privata_delete" INSTEAD OF DELETE ON "public"."visits"
     FOR EACH ROW EXECUTE FUNCTION "privata_access"."visits_delete"();
 
+-- public.visits: Upserts. PostgreSQL refuses INSERT ... ON CONFLICT on a view with
+-- INSTEAD OF triggers, so Privata runs an upsert on public.visits as inserts into three
+-- views of privata_access that hold no rows: visits_upsert (the proposed rows; its
+-- trigger inserts each through public.visits, or finds and locks the row it conflicts
+-- with), visits_apply (the new values of DO UPDATE SET, applied through public.visits)
+-- and visits_echo (what the statement returns). They need the same rights as writing
+-- public.visits.
+CREATE OR REPLACE VIEW "privata_access"."visits_echo" AS
+SELECT NULL::bigint AS "id",
+       NULL::integer AS "person",
+       NULL::timestamp with time zone AS "at",
+       NULL::text AS "reason",
+       NULL::numeric(10,2) AS "cost"
+ WHERE false;
+CREATE OR REPLACE VIEW "privata_access"."visits_upsert" AS
+SELECT NULL::text[] AS "privata_on_conflict",
+       NULL::bigint AS "id",
+       NULL::integer AS "person",
+       NULL::timestamp with time zone AS "at",
+       NULL::text AS "reason",
+       NULL::numeric(10,2) AS "cost",
+       NULL::boolean AS "privata_conflict", NULL::text AS "privata_target", NULL::"privata_access"."visits_echo" AS "privata_old", NULL::"privata_access"."visits_echo" AS "privata_new"
+ WHERE false;
+ALTER VIEW "privata_access"."visits_upsert" ALTER COLUMN "at" SET DEFAULT now();
+CREATE OR REPLACE VIEW "privata_access"."visits_apply" AS
+SELECT NULL::text[] AS "privata_set", NULL::"privata_access"."visits_echo" AS "privata_old", NULL::bigint AS "privata_ord",
+       NULL::bigint AS "id",
+       NULL::integer AS "person",
+       NULL::timestamp with time zone AS "at",
+       NULL::text AS "reason",
+       NULL::numeric(10,2) AS "cost",
+       NULL::"privata_access"."visits_echo" AS "privata_result"
+ WHERE false;
+ALTER VIEW "privata_access"."visits_echo" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."visits_echo"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+BEGIN
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."visits_echo"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."visits_echo"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_echo" INSTEAD OF INSERT ON "privata_access"."visits_echo"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."visits_echo"();
+ALTER VIEW "privata_access"."visits_upsert" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."visits_upsert"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_kind text;
+    privata_names text[];
+    privata_arbiters text[] := '{}';
+    privata_constraint text;
+    privata_found boolean;
+    privata_old "privata_access"."visits_echo";
+    privata_row "privata_access"."visits_echo";
+BEGIN
+    IF NEW."privata_conflict" IS NOT NULL OR NEW."privata_target" IS NOT NULL OR NEW."privata_old" IS NOT NULL OR NEW."privata_new" IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'syntax_error',
+            MESSAGE = 'INSERT has more expressions than target columns';
+    END IF;
+    IF NOT (privata.has_access('privata_clinical_full')) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'permission denied to upsert into visits',
+            DETAIL = 'INSERT ... ON CONFLICT on visits needs full access to its clinical data.';
+    END IF;
+    NEW."privata_new" := ROW(NEW."id", NEW."person", NEW."at", NEW."reason", NEW."cost");
+    privata_kind := NEW."privata_on_conflict"[2];
+    privata_names := NEW."privata_on_conflict"[3:];
+    IF privata_kind = 'any' THEN
+        privata_arbiters := ARRAY['visits_pkey']::text[];
+    ELSIF privata_kind = 'constraint' THEN
+        IF privata_names[1] = ANY (ARRAY['visits_pkey']::text[]) THEN
+            privata_arbiters := privata_names[1:1];
+        ELSE
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('constraint "%s" for table "%s" does not exist', privata_names[1], 'visits');
+        END IF;
+    ELSE
+        IF privata_names = ARRAY['id']::text[] THEN
+            privata_arbiters := privata_arbiters || 'visits_pkey'::text;
+        END IF;
+        IF pg_catalog.cardinality(privata_arbiters) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_column_reference',
+                MESSAGE = 'there is no unique or exclusion constraint matching the ON CONFLICT specification';
+        END IF;
+    END IF;
+    IF NEW."privata_on_conflict"[1] = 'nothing' THEN
+        BEGIN
+            INSERT INTO "public"."visits" ("id", "person", "at", "reason", "cost")
+            VALUES (NEW."id", NEW."person", NEW."at", NEW."reason", NEW."cost")
+            RETURNING * INTO privata_row;
+        EXCEPTION WHEN unique_violation THEN
+            GET STACKED DIAGNOSTICS privata_constraint = CONSTRAINT_NAME;
+            IF privata_constraint = ANY (privata_arbiters) THEN
+                NEW."privata_conflict" := true;
+                RETURN NEW;
+            END IF;
+            RAISE;
+        END;
+        NEW."privata_conflict" := false;
+        NEW."privata_target" := privata_row."id"::text;
+        NEW."privata_new" := privata_row;
+        RETURN NEW;
+    END IF;
+    LOOP
+        privata_found := false;
+        IF NOT privata_found AND 'visits_pkey' = ANY (privata_arbiters) AND NEW."id" IS NOT NULL THEN
+            SELECT a.* INTO privata_old FROM "public"."visits" a
+             WHERE a."id" = NEW."id";
+            privata_found := FOUND;
+        END IF;
+        IF privata_found THEN
+            PERFORM FROM "privata_clinical"."visits" b WHERE b."id" = privata_old."id" FOR UPDATE;
+            IF FOUND THEN
+                privata_found := false;
+                IF NOT privata_found AND 'visits_pkey' = ANY (privata_arbiters) AND NEW."id" IS NOT NULL THEN
+                    SELECT a.* INTO privata_row FROM "public"."visits" a
+                     WHERE a."id" = NEW."id";
+                    privata_found := FOUND;
+                END IF;
+                IF privata_found AND privata_row."id" IS NOT DISTINCT FROM privata_old."id" THEN
+                    NEW."privata_conflict" := true;
+                    NEW."privata_target" := privata_row."id"::text;
+                    NEW."privata_old" := privata_row;
+                    RETURN NEW;
+                END IF;
+            END IF;
+        ELSE
+            BEGIN
+                INSERT INTO "public"."visits" ("id", "person", "at", "reason", "cost")
+                VALUES (NEW."id", NEW."person", NEW."at", NEW."reason", NEW."cost")
+                RETURNING * INTO privata_row;
+                NEW."privata_conflict" := false;
+                NEW."privata_target" := privata_row."id"::text;
+                NEW."privata_new" := privata_row;
+                RETURN NEW;
+            EXCEPTION WHEN unique_violation THEN
+                GET STACKED DIAGNOSTICS privata_constraint = CONSTRAINT_NAME;
+                IF NOT privata_constraint = ANY (privata_arbiters) THEN
+                    RAISE;
+                END IF;
+                IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+                    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+                        MESSAGE = 'could not serialize access due to concurrent update';
+                END IF;
+            END;
+        END IF;
+    END LOOP;
+END
+$body$;
+ALTER FUNCTION "privata_access"."visits_upsert"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."visits_upsert"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_upsert" INSTEAD OF INSERT ON "privata_access"."visits_upsert"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."visits_upsert"();
+ALTER VIEW "privata_access"."visits_apply" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."visits_apply"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_row "privata_access"."visits_echo";
+BEGIN
+    UPDATE "public"."visits" AS t
+       SET "id" = CASE WHEN 'id' = ANY (NEW."privata_set") THEN NEW."id" ELSE t."id" END,
+           "person" = CASE WHEN 'person' = ANY (NEW."privata_set") THEN NEW."person" ELSE t."person" END,
+           "at" = CASE WHEN 'at' = ANY (NEW."privata_set") THEN NEW."at" ELSE t."at" END,
+           "reason" = CASE WHEN 'reason' = ANY (NEW."privata_set") THEN NEW."reason" ELSE t."reason" END,
+           "cost" = CASE WHEN 'cost' = ANY (NEW."privata_set") THEN NEW."cost" ELSE t."cost" END
+     WHERE t."id" = (NEW."privata_old")."id"
+    RETURNING t.* INTO privata_row;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    NEW."privata_result" := privata_row;
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."visits_apply"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."visits_apply"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_apply" INSTEAD OF INSERT ON "privata_access"."visits_apply"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."visits_apply"();
+GRANT SELECT, INSERT ON "privata_access"."visits_upsert", "privata_access"."visits_apply", "privata_access"."visits_echo" TO "clerk", "doctor", "nurse", "postgres";
+GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
+
 -- public.visits: Grants. The policy's roles may use public.visits and read its access
 -- views; they may read only the key and the pseudonym of the base tables, so that no
 -- value reaches them but through the access views (not by COPY, functions or pg_stats).
@@ -455,6 +854,7 @@ GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
 REVOKE ALL ON "privata_clinical"."visits" FROM PUBLIC;
 GRANT SELECT ("privata_pseudonym") ON "privata_clinical"."visits" TO "clerk", "doctor", "nurse";
 GRANT INSERT ("privata_pseudonym", "id", "at", "reason", "cost"), UPDATE ("privata_pseudonym", "id", "at", "reason", "cost"), DELETE ON "privata_clinical"."visits" TO "privata_clinical_full";
+GRANT TRUNCATE ON "privata_clinical"."visits" TO "postgres";
 GRANT SELECT ("id") ON "privata_clinical"."visits" TO "privata_clinical_full";
 GRANT USAGE ON SEQUENCE privata_clinical.visits_id_seq TO "privata_clinical_full";
 
@@ -477,12 +877,12 @@ CREATE OR REPLACE TRIGGER "privata_context" BEFORE INSERT OR UPDATE OR DELETE OR
 -- INSERT sees them.
 CREATE OR REPLACE VIEW "privata_access"."findings_clinical" AS
 SELECT s."id" AS "person",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."visit"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN NULL END AS bigint) AS "visit",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."code"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."code"::text) END AS text) AS "code",
-       CAST(CASE WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_full', 'USAGE')) THEN t."value"
-                 WHEN (SELECT pg_catalog.pg_has_role('privata_clinical_masked', 'USAGE')) THEN privata.mask_partial(t."value"::text) END AS text) AS "value",
+       CAST(CASE WHEN privata.has_access('privata_clinical_full') THEN t."visit"
+                 WHEN privata.has_access('privata_clinical_masked') THEN NULL END AS bigint) AS "visit",
+       CAST(CASE WHEN privata.has_access('privata_clinical_full') THEN t."code"
+                 WHEN privata.has_access('privata_clinical_masked') THEN privata.mask_partial(t."code"::text) END AS text) AS "code",
+       CAST(CASE WHEN privata.has_access('privata_clinical_full') THEN t."value"
+                 WHEN privata.has_access('privata_clinical_masked') THEN privata.mask_partial(t."value"::text) END AS text) AS "value",
        t."privata_pseudonym",
        t.ctid AS "privata_row"
   FROM "privata_clinical"."findings" t
@@ -610,6 +1010,128 @@ REVOKE ALL ON FUNCTION "privata_access"."findings_delete"() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER "privata_delete" INSTEAD OF DELETE ON "public"."findings"
     FOR EACH ROW EXECUTE FUNCTION "privata_access"."findings_delete"();
 
+-- public.findings: Upserts. PostgreSQL refuses INSERT ... ON CONFLICT on a view with
+-- INSTEAD OF triggers, so Privata runs an upsert on public.findings as inserts into three
+-- views of privata_access that hold no rows: findings_upsert (the proposed rows; its
+-- trigger inserts each through public.findings, or finds and locks the row it conflicts
+-- with), findings_apply (the new values of DO UPDATE SET, applied through
+-- public.findings) and findings_echo (what the statement returns). They need the same
+-- rights as writing public.findings.
+CREATE OR REPLACE VIEW "privata_access"."findings_echo" AS
+SELECT NULL::integer AS "person",
+       NULL::bigint AS "visit",
+       NULL::text AS "code",
+       NULL::text AS "value"
+ WHERE false;
+CREATE OR REPLACE VIEW "privata_access"."findings_upsert" AS
+SELECT NULL::text[] AS "privata_on_conflict",
+       NULL::integer AS "person",
+       NULL::bigint AS "visit",
+       NULL::text AS "code",
+       NULL::text AS "value",
+       NULL::boolean AS "privata_conflict", NULL::text AS "privata_target", NULL::"privata_access"."findings_echo" AS "privata_old", NULL::"privata_access"."findings_echo" AS "privata_new"
+ WHERE false;
+CREATE OR REPLACE VIEW "privata_access"."findings_apply" AS
+SELECT NULL::text[] AS "privata_set", NULL::"privata_access"."findings_echo" AS "privata_old", NULL::bigint AS "privata_ord",
+       NULL::integer AS "person",
+       NULL::bigint AS "visit",
+       NULL::text AS "code",
+       NULL::text AS "value",
+       NULL::"privata_access"."findings_echo" AS "privata_result"
+ WHERE false;
+ALTER VIEW "privata_access"."findings_echo" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."findings_echo"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+BEGIN
+    RETURN NEW;
+END
+$body$;
+ALTER FUNCTION "privata_access"."findings_echo"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."findings_echo"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_echo" INSTEAD OF INSERT ON "privata_access"."findings_echo"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."findings_echo"();
+ALTER VIEW "privata_access"."findings_upsert" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."findings_upsert"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+DECLARE
+    privata_kind text;
+    privata_names text[];
+    privata_arbiters text[] := '{}';
+    privata_constraint text;
+    privata_row "privata_access"."findings_echo";
+BEGIN
+    IF NEW."privata_conflict" IS NOT NULL OR NEW."privata_target" IS NOT NULL OR NEW."privata_old" IS NOT NULL OR NEW."privata_new" IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'syntax_error',
+            MESSAGE = 'INSERT has more expressions than target columns';
+    END IF;
+    IF NOT (privata.has_access('privata_clinical_full')) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = 'permission denied to upsert into findings',
+            DETAIL = 'INSERT ... ON CONFLICT on findings needs full access to its clinical data.';
+    END IF;
+    NEW."privata_new" := ROW(NEW."person", NEW."visit", NEW."code", NEW."value");
+    privata_kind := NEW."privata_on_conflict"[2];
+    privata_names := NEW."privata_on_conflict"[3:];
+    IF privata_kind = 'any' THEN
+        privata_arbiters := ARRAY[]::text[];
+    ELSIF privata_kind = 'constraint' THEN
+        IF privata_names[1] = ANY (ARRAY[]::text[]) THEN
+            privata_arbiters := privata_names[1:1];
+        ELSE
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = pg_catalog.format('constraint "%s" for table "%s" does not exist', privata_names[1], 'findings');
+        END IF;
+    ELSE
+        IF pg_catalog.cardinality(privata_arbiters) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_column_reference',
+                MESSAGE = 'there is no unique or exclusion constraint matching the ON CONFLICT specification';
+        END IF;
+    END IF;
+    IF NEW."privata_on_conflict"[1] = 'nothing' THEN
+        BEGIN
+            INSERT INTO "public"."findings" ("person", "visit", "code", "value")
+            VALUES (NEW."person", NEW."visit", NEW."code", NEW."value")
+            RETURNING * INTO privata_row;
+        EXCEPTION WHEN unique_violation THEN
+            GET STACKED DIAGNOSTICS privata_constraint = CONSTRAINT_NAME;
+            IF privata_constraint = ANY (privata_arbiters) THEN
+                NEW."privata_conflict" := true;
+                RETURN NEW;
+            END IF;
+            RAISE;
+        END;
+        NEW."privata_conflict" := false;
+        NEW."privata_target" := NULL;
+        NEW."privata_new" := privata_row;
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+        MESSAGE = 'ON CONFLICT DO UPDATE is not supported on split table public.findings, which has no primary key to lock rows by',
+        HINT = 'Give the table a primary key, or use ON CONFLICT DO NOTHING.';
+END
+$body$;
+ALTER FUNCTION "privata_access"."findings_upsert"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."findings_upsert"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_upsert" INSTEAD OF INSERT ON "privata_access"."findings_upsert"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."findings_upsert"();
+ALTER VIEW "privata_access"."findings_apply" OWNER TO "privata_owner";
+CREATE OR REPLACE FUNCTION "privata_access"."findings_apply"() RETURNS trigger
+    LANGUAGE plpgsql AS $body$
+#variable_conflict use_column
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+        MESSAGE = 'ON CONFLICT DO UPDATE is not supported on split table public.findings';
+END
+$body$;
+ALTER FUNCTION "privata_access"."findings_apply"() OWNER TO "privata_owner";
+REVOKE ALL ON FUNCTION "privata_access"."findings_apply"() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER "privata_apply" INSTEAD OF INSERT ON "privata_access"."findings_apply"
+    FOR EACH ROW EXECUTE FUNCTION "privata_access"."findings_apply"();
+GRANT SELECT, INSERT ON "privata_access"."findings_upsert", "privata_access"."findings_apply", "privata_access"."findings_echo" TO "clerk", "doctor", "nurse", "postgres";
+GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
+
 -- public.findings: Grants. The policy's roles may use public.findings and read its access
 -- views; they may read only the key and the pseudonym of the base tables, so that no
 -- value reaches them but through the access views (not by COPY, functions or pg_stats).
@@ -623,6 +1145,7 @@ GRANT USAGE ON SCHEMA "privata_access" TO "postgres";
 REVOKE ALL ON "privata_clinical"."findings" FROM PUBLIC;
 GRANT SELECT ("privata_pseudonym") ON "privata_clinical"."findings" TO "clerk", "doctor", "nurse";
 GRANT INSERT ("privata_pseudonym", "visit", "code", "value"), UPDATE ("privata_pseudonym", "visit", "code", "value"), DELETE ON "privata_clinical"."findings" TO "privata_clinical_full";
+GRANT TRUNCATE ON "privata_clinical"."findings" TO "postgres";
 GRANT SELECT ("ctid") ON "privata_clinical"."findings" TO "privata_clinical_full";
 
 -- public.findings: Row-level security, forced so that it binds the owner too: every
@@ -646,7 +1169,7 @@ INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
 VALUES ('public', 'people', 'subject', 'id', NULL, NULL, NULL, NULL,
     ARRAY['id', 'ssn', 'name', 'born', 'email', 'blood', 'note', 'created']::text[],
     ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
-    'dbb0071609d072f7d9613a9df0332452e729450684ec944e25210dcad2fd8081', privata.fingerprint('public', 'people'), pg_catalog.now())
+    '22ee61d2ab3a56b4ed114afa4d51d1c86bacdb6d3283b6815172c5319c00b896', privata.fingerprint('public', 'people'), pg_catalog.now())
 ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
     key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
     subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
@@ -659,7 +1182,7 @@ INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
 VALUES ('public', 'visits', 'child', NULL, 'public', 'people', 'person', 'integer',
     ARRAY['id', 'person', 'at', 'reason', 'cost']::text[],
     ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
-    'b9aac618be1dd8421dbd80b4d8c0a7405c58691e320c5d021bc8b6bb8f6e9410', privata.fingerprint('public', 'visits'), pg_catalog.now())
+    '150c13816e16d2837c26e49f9cde3ff6ad675d2759066190988d314114422cea', privata.fingerprint('public', 'visits'), pg_catalog.now())
 ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
     key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
     subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
@@ -672,7 +1195,7 @@ INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
 VALUES ('public', 'findings', 'child', NULL, 'public', 'people', 'person', 'integer',
     ARRAY['person', 'visit', 'code', 'value']::text[],
     ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
-    '21b8bed9ecfed3d7898c9f26876949fa3146bbd3cd0bd3ab97e8e64211597f65', privata.fingerprint('public', 'findings'), pg_catalog.now())
+    '963d02a9984795dd7494310185e1374f695470a09e8ab10e082d8ca5dd294d58', privata.fingerprint('public', 'findings'), pg_catalog.now())
 ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
     key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
     subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
