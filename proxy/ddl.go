@@ -23,7 +23,9 @@ import (
 // the new, empty table into split storage (storage.ApplyTx), before the
 // client gets its CommandComplete. A table already split makes CREATE
 // TABLE IF NOT EXISTS a no-op with PostgreSQL's own notice, since its
-// name is then a view.
+// name is then a view. Other DDL on a split table (package rewrite says
+// which) runs on its base tables as the session's upstream user, and the
+// planner derives the table's views, triggers and grants again.
 //
 // The storage planner speaks pgx; it gets a pgx connection (ownConn) whose
 // other end is served here: each of its queries is written to the home
@@ -33,7 +35,7 @@ import (
 // runs as may not own Privata's schemas); the client's statement runs as
 // the client's role.
 
-// ownDDL carries out a simple Query holding one statement that creates a
+// ownDDL carries out a simple Query holding one DDL statement on a
 // classified table. handled is false when the Query is to be forwarded
 // as it is: in a failed transaction block, where PostgreSQL refuses it.
 func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
@@ -45,9 +47,9 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 		return false, nil
 	}
 	if s.srv.storage == nil {
-		return true, s.refuseQuery(&Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("CREATE "+
-			"TABLE of %s, which the policy classifies, is not supported: Privata does not know the "+
-			"storage of cluster %s", d.Table.QualifiedName(), s.srv.upstreamCluster)})
+		return true, s.refuseQuery(&Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("%s on "+
+			"%s, which the policy classifies, is not supported: Privata does not know the storage of "+
+			"cluster %s", d.Tag, d.Table.QualifiedName(), s.srv.upstreamCluster)})
 	}
 	ctx := context.Background()
 	var notices []*pgconn.Notice
@@ -62,7 +64,7 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 	}
 	defer conn.Close(ctx)
 	implicit := status == 'I'
-	tag, e := s.createTable(ctx, conn, d, implicit, &collect)
+	tag, e := s.runDDL(ctx, conn, d, implicit, &collect)
 	if e != nil {
 		if implicit {
 			conn.Exec(ctx, "ROLLBACK")
@@ -90,9 +92,10 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 // failed reports whether the home connection's transaction block failed.
 func (s *session) failed() bool { return s.txStatus.Load() == 'E' }
 
-// createTable runs the client's CREATE TABLE and adopts the table; it
-// returns the command tag, or the error to answer with.
-func (s *session) createTable(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL, implicit bool,
+// runDDL carries out the client's DDL on a classified table and has the
+// storage planner adopt or derive the table again; it returns the command
+// tag, or the error to answer with.
+func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL, implicit bool,
 	collect *bool) (string, *Error) {
 	if implicit {
 		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
@@ -100,7 +103,7 @@ func (s *session) createTable(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 		}
 	}
 	split := map[*policy.Table]bool{}
-	for _, t := range d.References {
+	for _, t := range append([]*policy.Table{d.Table}, d.References...) {
 		var v bool
 		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
 			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -110,30 +113,42 @@ func (s *session) createTable(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 		}
 		split[t] = v
 	}
-	sql, bases, err := d.SQL(func(t *policy.Table) bool { return split[t] })
-	if err != nil {
-		return "", &Error{Code: rewrite.CodeInternalError, Message: "CREATE TABLE rewrite failed"}
-	}
-	// The policy's roles may not refer to base tables: the client's role
-	// may for the time of its statement, in the transaction.
-	granted, e := s.grantReferences(ctx, conn, bases)
-	if e != nil {
-		return "", e
-	}
-	*collect = true
-	tag, err := conn.Exec(ctx, sql)
-	*collect = false
-	if err != nil {
-		return "", pgError(err, "")
-	}
-	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
-		return "", pgError(err, "reset role")
-	}
-	role := pgx.Identifier{s.role.PGRole}.Sanitize()
-	for _, b := range granted {
-		if _, err := conn.Exec(ctx, "REVOKE REFERENCES ON "+b+" FROM "+role); err != nil {
-			return "", pgError(err, "revoke")
+	isSplit := func(t *policy.Table) bool { return split[t] }
+	var tag string
+	if d.Create || !split[d.Table] {
+		// A table that is not split yet (or is being created) is the
+		// application's own: its statement runs as it wrote it.
+		sql, bases, err := d.SQL(isSplit)
+		if err != nil {
+			return "", &Error{Code: rewrite.CodeInternalError, Message: "CREATE TABLE rewrite failed"}
 		}
+		// The policy's roles may not refer to base tables: the client's
+		// role may for the time of its statement, in the transaction.
+		granted, e := s.grantReferences(ctx, conn, bases)
+		if e != nil {
+			return "", e
+		}
+		*collect = true
+		ct, err := conn.Exec(ctx, sql)
+		*collect = false
+		if err != nil {
+			return "", pgError(err, "")
+		}
+		tag = ct.String()
+		if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
+			return "", pgError(err, "reset role")
+		}
+		role := pgx.Identifier{s.role.PGRole}.Sanitize()
+		for _, b := range granted {
+			if _, err := conn.Exec(ctx, "REVOKE REFERENCES ON "+b+" FROM "+role); err != nil {
+				return "", pgError(err, "revoke")
+			}
+		}
+	} else {
+		if e := s.changeSplit(ctx, conn, d, isSplit, collect); e != nil {
+			return "", e
+		}
+		tag = d.Tag
 	}
 	if _, err := storage.ApplyTx(ctx, ownTx{conn}, s.srv.pol, *s.srv.storage, storage.AllowMissing()); err != nil {
 		var se storage.Errors
@@ -159,7 +174,71 @@ func (s *session) createTable(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 			return "", pgError(err, "commit")
 		}
 	}
-	return tag.String(), nil
+	return tag, nil
+}
+
+// changeSplit carries out DDL on a split table on its base tables, as the
+// session's upstream user. The application's view belongs to Privata: the
+// client's role may change the table when it may create tables in the
+// table's schema.
+func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
+	isSplit func(*policy.Table) bool, collect *bool) *Error {
+	t := d.Table
+	var may bool
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.has_schema_privilege($1, 'CREATE')",
+		t.Schema).Scan(&may); err != nil {
+		return pgError(err, "read privileges")
+	}
+	if !may {
+		return &Error{Code: codeInsufficientPriv, Message: fmt.Sprintf("permission denied to change "+
+			"table %s: role %s may not create tables in schema %s", t.QualifiedName(), s.role.PGRole,
+			t.Schema)}
+	}
+	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
+		return pgError(err, "reset role")
+	}
+	var sqls []string
+	if d.Drop {
+		sqls = []string{storage.DropSQL(t, d.Cascade)}
+	} else {
+		// Which base table holds each of the table's constraints.
+		held := map[string]string{}
+		rows, err := conn.Query(ctx, `SELECT n.nspname, k.conname FROM pg_catalog.pg_constraint k
+			JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relname = $1 AND n.nspname IN ($2, $3)`, t.Name, storage.IdentitySchema,
+			storage.ClinicalSchema)
+		if err != nil {
+			return pgError(err, "read the catalog")
+		}
+		for rows.Next() {
+			var schema, name string
+			if err := rows.Scan(&schema, &name); err != nil {
+				return pgError(err, "read the catalog")
+			}
+			held[name] = schema
+		}
+		if err := rows.Err(); err != nil {
+			return pgError(err, "read the catalog")
+		}
+		base, re := d.Base(isSplit, func(name string) string { return held[name] })
+		if re != nil {
+			return &Error{Code: re.SQLState, Message: re.Message, Hint: re.Hint}
+		}
+		if d.DropViews {
+			sqls = append(sqls, storage.DropViewsSQL(t))
+		}
+		sqls = append(sqls, base...)
+	}
+	for i, sql := range sqls {
+		*collect = i == len(sqls)-1
+		_, err := conn.Exec(ctx, sql)
+		*collect = false
+		if err != nil {
+			return pgError(err, "")
+		}
+	}
+	return nil
 }
 
 // grantReferences grants the client's role REFERENCES on the base tables
@@ -357,25 +436,29 @@ func (t ownTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 }
 func (t ownTx) Conn() *pgx.Conn { return t.c }
 
-// ddlRefusal refuses a CREATE TABLE of a classified table sent in a way
-// Privata does not carry out.
+// ddlRefusal refuses DDL on a classified table sent in a way Privata does
+// not carry out.
 func ddlRefusal(d *rewrite.TableDDL, how string) *Error {
-	return &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("CREATE TABLE of %s, which "+
-		"Privata splits into identity and clinical storage, is not supported %s",
+	return &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("%s on table %s, which "+
+		"Privata splits into identity and clinical storage, is not supported %s", d.Tag,
 		d.Table.QualifiedName(), how), Hint: "Send it as a simple query of its own."}
 }
 
-// tableDDL returns the TableDDL of a text that creates a classified
+// tableDDL returns the TableDDL of a text holding DDL on a classified
 // table, or nil. Privata carries out such a statement only on its own,
-// not in a text of several statements: it is refused there.
+// not in a text of several statements: it is refused there, as is DDL
+// Privata does not carry out on such a table.
 func (s *session) tableDDL(text []byte, an *rewrite.Analysis) (*rewrite.TableDDL, *Error) {
 	var found *rewrite.TableDDL
 	for i, st := range an.Statements {
-		if st.Kind != rewrite.DDL || st.Tag != "CREATE TABLE" {
+		if st.Kind != rewrite.DDL {
 			continue
 		}
-		d, err := rewrite.ClassifiedDDL(string(text), i, s.srv.pol, s.searchPath)
-		if err != nil || d == nil {
+		d, re := rewrite.ClassifiedDDL(string(text), i, s.srv.pol, s.searchPath)
+		if re != nil {
+			return nil, &Error{Code: re.SQLState, Message: re.Message, Hint: re.Hint}
+		}
+		if d == nil {
 			continue
 		}
 		if len(an.Statements) > 1 {
