@@ -29,7 +29,7 @@ type stmtInfo struct {
 	wire, sideWire string
 	// ddl is set for a CREATE TABLE of a classified table, which Privata
 	// carries out itself (ddl.go).
-	ddl *rewrite.TableDDL
+	ddl *ddlScript
 }
 
 // stmtFacts are one statement's effects on the session.
@@ -151,7 +151,7 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 			return nil, e
 		}
 	}
-	var ddl *rewrite.TableDDL
+	var ddl *ddlScript
 	if creates {
 		var e *Error
 		if ddl, e = s.tableDDL(text, an); e != nil {

@@ -38,7 +38,7 @@ import (
 // ownDDL carries out a simple Query holding one DDL statement on a
 // classified table. handled is false when the Query is to be forwarded
 // as it is: in a failed transaction block, where PostgreSQL refuses it.
-func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
+func (s *session) ownDDL(script *ddlScript) (handled bool, err error) {
 	status, err := s.drain()
 	if err != nil {
 		return true, err
@@ -47,6 +47,7 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 		return false, nil
 	}
 	if s.srv.storage == nil {
+		d := script.first()
 		return true, s.refuseQuery(&Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("%s on "+
 			"%s, which the policy classifies, is not supported: Privata does not know the storage of "+
 			"cluster %s", d.Tag, d.Table.QualifiedName(), s.srv.upstreamCluster)})
@@ -64,7 +65,42 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 	}
 	defer conn.Close(ctx)
 	implicit := status == 'I'
-	tag, e := s.runDDL(ctx, conn, d, implicit, &collect)
+	var out []byte
+	flushNotices := func() {
+		for _, n := range notices {
+			out = append(out, encodeMessage((*pgproto3.NoticeResponse)(noticeMessage(n)))...)
+		}
+		notices = nil
+	}
+	var e *Error
+	if implicit {
+		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+			e = pgError(err, "begin")
+		}
+	}
+	// The statements run in order, in one transaction, as PostgreSQL runs
+	// those of one Query; the first error ends them.
+	for _, st := range script.steps {
+		if e != nil {
+			break
+		}
+		var answer []byte
+		if st.ddl != nil {
+			var tag string
+			if tag, e = s.runDDL(ctx, conn, st.ddl, &collect); e == nil {
+				answer = encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+			}
+		} else {
+			answer, e = s.runPlain(ctx, conn, st.text, &collect)
+		}
+		flushNotices()
+		out = append(out, answer...)
+	}
+	if e == nil && implicit {
+		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+			e = pgError(err, "commit")
+		}
+	}
 	if e != nil {
 		if implicit {
 			conn.Exec(ctx, "ROLLBACK")
@@ -73,20 +109,62 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 			// transaction block fails as it would on PostgreSQL's error.
 			conn.Exec(ctx, standIn)
 		}
-		b := e.encode()
-		b = append(b, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: byte(s.txStatus.Load())})...)
-		return true, s.toClient(b)
-	}
-	if !implicit {
+		out = append(out, e.encode()...)
+	} else if !implicit {
 		s.homeWrote.Store(true)
 	}
-	var b []byte
-	for _, n := range notices {
-		b = append(b, encodeMessage((*pgproto3.NoticeResponse)(noticeMessage(n)))...)
+	out = append(out, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: byte(s.txStatus.Load())})...)
+	return true, s.toClient(out)
+}
+
+// ddlScript is a Query holding DDL on classified tables, which Privata
+// runs itself statement by statement: ORMs send migration files whole.
+type ddlScript struct {
+	steps []ddlStep
+}
+
+// ddlStep is one statement of a ddlScript: DDL on a classified table, or
+// a statement that names no classified table, run as it is.
+type ddlStep struct {
+	ddl  *rewrite.TableDDL
+	text string
+}
+
+func (sc *ddlScript) first() *rewrite.TableDDL {
+	for _, st := range sc.steps {
+		if st.ddl != nil {
+			return st.ddl
+		}
 	}
-	b = append(b, encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(tag)})...)
-	b = append(b, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: byte(s.txStatus.Load())})...)
-	return true, s.toClient(b)
+	return nil
+}
+
+// runPlain runs a statement that names no classified table, as the
+// client's role, and returns its answer for the client.
+func (s *session) runPlain(ctx context.Context, conn *pgx.Conn, text string, collect *bool) ([]byte, *Error) {
+	*collect = true
+	res, err := conn.PgConn().Exec(ctx, text).ReadAll()
+	*collect = false
+	if err != nil {
+		return nil, pgError(err, "")
+	}
+	var out []byte
+	for _, r := range res {
+		if len(r.FieldDescriptions) > 0 {
+			fields := make([]pgproto3.FieldDescription, len(r.FieldDescriptions))
+			for i, f := range r.FieldDescriptions {
+				fields[i] = pgproto3.FieldDescription{Name: []byte(f.Name), TableOID: f.TableOID,
+					TableAttributeNumber: f.TableAttributeNumber, DataTypeOID: f.DataTypeOID,
+					DataTypeSize: f.DataTypeSize, TypeModifier: f.TypeModifier, Format: f.Format}
+			}
+			out = append(out, encodeMessage(&pgproto3.RowDescription{Fields: fields})...)
+			for _, row := range r.Rows {
+				out = append(out, encodeMessage(&pgproto3.DataRow{Values: row})...)
+			}
+		}
+		out = append(out, encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(r.CommandTag.String())})...)
+	}
+	return out, nil
 }
 
 // failed reports whether the home connection's transaction block failed.
@@ -95,13 +173,8 @@ func (s *session) failed() bool { return s.txStatus.Load() == 'E' }
 // runDDL carries out the client's DDL on a classified table and has the
 // storage planner adopt or derive the table again; it returns the command
 // tag, or the error to answer with.
-func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL, implicit bool,
+func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
 	collect *bool) (string, *Error) {
-	if implicit {
-		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
-			return "", pgError(err, "begin")
-		}
-	}
 	split := map[*policy.Table]bool{}
 	for _, t := range append([]*policy.Table{d.Table}, d.References...) {
 		var v bool
@@ -168,11 +241,6 @@ func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDD
 	}
 	if _, err := conn.Exec(ctx, s.setRole); err != nil {
 		return "", pgError(err, "set role")
-	}
-	if implicit {
-		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
-			return "", pgError(err, "commit")
-		}
 	}
 	return tag, nil
 }
@@ -444,27 +512,46 @@ func ddlRefusal(d *rewrite.TableDDL, how string) *Error {
 		d.Table.QualifiedName(), how), Hint: "Send it as a simple query of its own."}
 }
 
-// tableDDL returns the TableDDL of a text holding DDL on a classified
-// table, or nil. Privata carries out such a statement only on its own,
-// not in a text of several statements: it is refused there, as is DDL
-// Privata does not carry out on such a table.
-func (s *session) tableDDL(text []byte, an *rewrite.Analysis) (*rewrite.TableDDL, *Error) {
-	var found *rewrite.TableDDL
+// tableDDL returns the ddlScript of a text holding DDL on a classified
+// table, or nil; or the refusal of DDL Privata does not carry out on such
+// a table. In a text of several statements, the others may be DDL or
+// statements that name no classified table and change nothing of the
+// session; transaction control is refused there.
+func (s *session) tableDDL(text []byte, an *rewrite.Analysis) (*ddlScript, *Error) {
+	sc := &ddlScript{}
+	found := false
 	for i, st := range an.Statements {
-		if st.Kind != rewrite.DDL {
-			continue
+		step := ddlStep{text: statementText(string(text), st)}
+		if st.Kind == rewrite.DDL {
+			d, re := rewrite.ClassifiedDDL(string(text), i, s.srv.pol, s.searchPath)
+			if re != nil {
+				return nil, &Error{Code: re.SQLState, Message: re.Message, Hint: re.Hint}
+			}
+			step.ddl, found = d, found || d != nil
 		}
-		d, re := rewrite.ClassifiedDDL(string(text), i, s.srv.pol, s.searchPath)
-		if re != nil {
-			return nil, &Error{Code: re.SQLState, Message: re.Message, Hint: re.Hint}
-		}
-		if d == nil {
-			continue
-		}
-		if len(an.Statements) > 1 {
-			return nil, ddlRefusal(d, "in a message with other statements")
-		}
-		found = d
+		sc.steps = append(sc.steps, step)
 	}
-	return found, nil
+	if !found {
+		return nil, nil
+	}
+	for i, st := range an.Statements {
+		if sc.steps[i].ddl != nil || len(an.Statements) == 1 {
+			continue
+		}
+		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
+		if st.Kind == rewrite.Transaction || len(c.Tables) > 0 || len(st.Settings) > 0 ||
+			st.ResetsSession || st.RoleChange != "" || st.Kind == rewrite.CopyFrom || st.Kind == rewrite.CopyTo {
+			return nil, ddlRefusal(sc.first(), "in a message with this other statement: "+st.Tag)
+		}
+	}
+	return sc, nil
+}
+
+// statementText is the text of one statement of a text.
+func statementText(text string, st *rewrite.Statement) string {
+	end := len(text)
+	if st.Length > 0 && st.Location+st.Length <= len(text) {
+		end = st.Location + st.Length
+	}
+	return text[st.Location:end]
 }

@@ -204,25 +204,56 @@ func TestCreateTableInTransaction(t *testing.T) {
 	}
 }
 
-// A CREATE TABLE of a classified table in a message with other
-// statements, or by the extended protocol, is refused.
-func TestCreateTableRefused(t *testing.T) {
+// A migration file sent whole runs statement by statement in one
+// transaction; the first error rolls all of it back. A classified table's
+// DDL beside a statement that reads it, or by the extended protocol, is
+// refused.
+func TestMigrationScriptThroughPrivata(t *testing.T) {
 	e := newEmptyEnv(t)
 	conn := e.connect(t, "clinician")
-	_, err := simple(t, conn.PgConn(), `CREATE TABLE patients (id int PRIMARY KEY); SELECT 1`)
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != codeFeatureNotSupport ||
-		!strings.Contains(pe.Message, "CREATE TABLE on table public.patients") {
-		t.Errorf("several statements: %v", err)
+	pc := conn.PgConn()
+	_, err := simple(t, pc, `CREATE TABLE patients (id int PRIMARY KEY, ssn text);
+		CREATE TABLE encounters (id int PRIMARY KEY, patient int REFERENCES nowhere)`)
+	if sqlstate(err) != "42P01" {
+		t.Errorf("failing script: %v", err)
 	}
-	_, err = conn.PgConn().ExecParams(context.Background(), `CREATE TABLE patients (id int PRIMARY KEY)`,
+	if got := storedAs(t, e, "patients"); got != "SELECT 0" {
+		t.Errorf("after a failed script: %s", got)
+	}
+	tags, err := simple(t, pc, `-- a migration
+		CREATE TABLE "patients" ("id" SERIAL NOT NULL, "ssn" TEXT, "first" TEXT,
+			CONSTRAINT "patients_pkey" PRIMARY KEY ("id"));
+		CREATE TABLE "encounters" ("id" SERIAL NOT NULL, "patient" INTEGER NOT NULL, "code" TEXT,
+			CONSTRAINT "encounters_pkey" PRIMARY KEY ("id"));
+		CREATE TABLE "notes" ("id" SERIAL PRIMARY KEY, "body" TEXT);
+		CREATE UNIQUE INDEX "patients_ssn_key" ON "patients"("ssn");
+		ALTER TABLE "encounters" ADD CONSTRAINT "encounters_patient_fkey" FOREIGN KEY ("patient")
+			REFERENCES "patients"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+		SELECT 1 AS one`)
+	if err != nil || tags != "CREATE TABLE; CREATE TABLE; CREATE TABLE; CREATE INDEX; ALTER TABLE; SELECT 1" {
+		t.Errorf("script: %q, %v", tags, err)
+	}
+	if got := storedAs(t, e, "encounters"); got != "SELECT 2\n[privata_clinical r]\n[public v]" {
+		t.Errorf("encounters: %s", got)
+	}
+	if got := storedAs(t, e, "notes"); got != "SELECT 1\n[public r]" {
+		t.Errorf("notes: %s", got)
+	}
+	if _, err := conn.Exec(context.Background(), `INSERT INTO encounters (patient) VALUES (1)`); sqlstate(err) != "23503" {
+		t.Errorf("foreign key of the script: %v", err)
+	}
+
+	var pe *pgconn.PgError
+	_, err = simple(t, pc, `ALTER TABLE patients ADD COLUMN x text; SELECT * FROM patients`)
+	if !errors.As(err, &pe) || pe.Code != codeFeatureNotSupport ||
+		!strings.Contains(pe.Message, "ALTER TABLE on table public.patients") {
+		t.Errorf("beside a read: %v", err)
+	}
+	_, err = pc.ExecParams(context.Background(), `ALTER TABLE patients ADD COLUMN x text`,
 		nil, nil, nil, nil).Close()
 	if !errors.As(err, &pe) || pe.Code != codeFeatureNotSupport ||
 		!strings.Contains(pe.Message, "by the extended query protocol") {
 		t.Errorf("extended protocol: %v", err)
-	}
-	if got := storedAs(t, e, "patients"); got != "SELECT 0" {
-		t.Errorf("after refusals: %s", got)
 	}
 }
 

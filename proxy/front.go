@@ -198,7 +198,7 @@ func (s *session) parse(n int) error {
 	}
 	info, refusal := s.analyze(text)
 	if refusal == nil && info.ddl != nil {
-		refusal = ddlRefusal(info.ddl, "by the extended query protocol")
+		refusal = ddlRefusal(info.ddl.first(), "by the extended query protocol")
 	}
 	if s.regions != nil {
 		delete(s.regions.parses, string(name))
