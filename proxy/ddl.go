@@ -47,10 +47,13 @@ func (s *session) ownDDL(script *ddlScript) (handled bool, err error) {
 		return false, nil
 	}
 	if s.srv.storage == nil {
+		if !script.tables() {
+			return false, nil
+		}
 		d := script.first()
 		return true, s.refuseQuery(&Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("%s on "+
 			"%s, which the policy classifies, is not supported: Privata does not know the storage of "+
-			"cluster %s", d.Tag, d.Table.QualifiedName(), s.srv.upstreamCluster)})
+			"cluster %s", d.Tag, d.Name(), s.srv.upstreamCluster)})
 	}
 	ctx := context.Background()
 	var notices []*pgconn.Notice
@@ -87,7 +90,11 @@ func (s *session) ownDDL(script *ddlScript) (handled bool, err error) {
 		var answer []byte
 		if st.ddl != nil {
 			var tag string
-			if tag, e = s.runDDL(ctx, conn, st.ddl, &collect); e == nil {
+			run := s.runDDL
+			if st.ddl.Index != nil {
+				run = s.dropIndex
+			}
+			if tag, e = run(ctx, conn, st.ddl, &collect); e == nil {
 				answer = encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
 			}
 		} else {
@@ -137,6 +144,89 @@ func (sc *ddlScript) first() *rewrite.TableDDL {
 		}
 	}
 	return nil
+}
+
+// tables reports whether the script holds DDL on a classified table (not
+// only DROP INDEX, whose table the catalog says).
+func (sc *ddlScript) tables() bool {
+	for _, st := range sc.steps {
+		if st.ddl != nil && st.ddl.Table != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// dropIndex carries out DROP INDEX: of an index of a split table's base
+// table, which the application created through Privata and names as its
+// own, as the session's upstream user; of any other, as the client wrote
+// it.
+func (s *session) dropIndex(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
+	collect *bool) (string, *Error) {
+	ix := *d.Index
+	var visible bool
+	name := pgx.Identifier{ix[1]}
+	if ix[0] != "" {
+		name = pgx.Identifier{ix[0], ix[1]}
+	}
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+		name.Sanitize()).Scan(&visible); err != nil {
+		return "", pgError(err, "read the catalog")
+	}
+	var t *policy.Table
+	var schema string
+	if !visible && ix[0] != storage.IdentitySchema && ix[0] != storage.ClinicalSchema {
+		var table string
+		err := conn.QueryRow(ctx, `SELECT n.nspname, t.relname FROM pg_catalog.pg_index x
+			JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+			JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+			JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+			WHERE i.relname = $1 AND n.nspname IN ($2, $3)`, ix[1], storage.IdentitySchema,
+			storage.ClinicalSchema).Scan(&schema, &table)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return "", pgError(err, "read the catalog")
+		}
+		for _, pt := range s.srv.pol.Tables {
+			if pt.Name == table && (ix[0] == "" || ix[0] == pt.Schema) {
+				t = pt
+			}
+		}
+	}
+	if t == nil {
+		*collect = true
+		ct, err := conn.Exec(ctx, d.Text())
+		*collect = false
+		if err != nil {
+			return "", pgError(err, "")
+		}
+		return ct.String(), nil
+	}
+	sql := "DROP INDEX "
+	if d.IfExists {
+		sql += "IF EXISTS "
+	}
+	sql += pgx.Identifier{schema, ix[1]}.Sanitize()
+	if d.Cascade {
+		sql += " CASCADE"
+	}
+	dd := *d
+	dd.Table = t
+	if e := s.mayChange(ctx, conn, t); e != nil {
+		return "", e
+	}
+	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
+		return "", pgError(err, "reset role")
+	}
+	*collect = true
+	_, err := conn.Exec(ctx, sql)
+	*collect = false
+	if err != nil {
+		return "", pgError(err, "")
+	}
+	if e := s.derive(ctx, conn, &dd); e != nil {
+		return "", e
+	}
+	return d.Tag, nil
 }
 
 // runPlain runs a statement that names no classified table, as the
@@ -223,12 +313,22 @@ func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDD
 		}
 		tag = d.Tag
 	}
+	if e := s.derive(ctx, conn, d); e != nil {
+		return "", e
+	}
+	return tag, nil
+}
+
+// derive has the storage planner adopt the tables the policy classifies
+// that are plain, and derive again what changed, as the session's upstream
+// user; then the session takes on the client's role again.
+func (s *session) derive(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL) *Error {
 	if _, err := storage.ApplyTx(ctx, ownTx{conn}, s.srv.pol, *s.srv.storage, storage.AllowMissing()); err != nil {
 		var se storage.Errors
 		var one *storage.Error
 		switch {
 		case errors.As(err, &se) || errors.As(err, &one):
-			return "", &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("table %s, which the "+
+			return &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("table %s, which the "+
 				"policy classifies, cannot be split: %v", d.Table.QualifiedName(), err)}
 		}
 		e := pgError(err, "splitting table "+d.Table.QualifiedName())
@@ -237,21 +337,18 @@ func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDD
 				"session_url, which needs the rights privata apply has: make it the user of the " +
 				"cluster's url, or a superuser."
 		}
-		return "", e
+		return e
 	}
 	if _, err := conn.Exec(ctx, s.setRole); err != nil {
-		return "", pgError(err, "set role")
+		return pgError(err, "set role")
 	}
-	return tag, nil
+	return nil
 }
 
-// changeSplit carries out DDL on a split table on its base tables, as the
-// session's upstream user. The application's view belongs to Privata: the
-// client's role may change the table when it may create tables in the
-// table's schema.
-func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
-	isSplit func(*policy.Table) bool, collect *bool) *Error {
-	t := d.Table
+// mayChange refuses the client's role a change of split table t unless it
+// may create tables in t's schema: the application's view belongs to
+// Privata.
+func (s *session) mayChange(ctx context.Context, conn *pgx.Conn, t *policy.Table) *Error {
 	var may bool
 	if err := conn.QueryRow(ctx, "SELECT pg_catalog.has_schema_privilege($1, 'CREATE')",
 		t.Schema).Scan(&may); err != nil {
@@ -261,6 +358,19 @@ func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 		return &Error{Code: codeInsufficientPriv, Message: fmt.Sprintf("permission denied to change "+
 			"table %s: role %s may not create tables in schema %s", t.QualifiedName(), s.role.PGRole,
 			t.Schema)}
+	}
+	return nil
+}
+
+// changeSplit carries out DDL on a split table on its base tables, as the
+// session's upstream user. The application's view belongs to Privata: the
+// client's role may change the table when it may create tables in the
+// table's schema.
+func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
+	isSplit func(*policy.Table) bool, collect *bool) *Error {
+	t := d.Table
+	if e := s.mayChange(ctx, conn, t); e != nil {
+		return e
 	}
 	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
 		return pgError(err, "reset role")
@@ -507,9 +617,9 @@ func (t ownTx) Conn() *pgx.Conn { return t.c }
 // ddlRefusal refuses DDL on a classified table sent in a way Privata does
 // not carry out.
 func ddlRefusal(d *rewrite.TableDDL, how string) *Error {
-	return &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("%s on table %s, which "+
+	return &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("%s on %s, which "+
 		"Privata splits into identity and clinical storage, is not supported %s", d.Tag,
-		d.Table.QualifiedName(), how), Hint: "Send it as a simple query of its own."}
+		d.Name(), how), Hint: "Send it as a simple query of its own."}
 }
 
 // tableDDL returns the ddlScript of a text holding DDL on a classified

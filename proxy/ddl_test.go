@@ -339,7 +339,18 @@ func TestAlterSplitTablesThroughPrivata(t *testing.T) {
 	ddlSteps(t, pc,
 		[2]string{`ALTER TABLE patients DROP CONSTRAINT visits_positive`, "ALTER TABLE"},
 		[2]string{`ALTER TABLE patients DROP COLUMN phone`, "ALTER TABLE"},
+		[2]string{`DROP INDEX "patients_ssn_key"`, "DROP INDEX"},
+		[2]string{`DROP INDEX IF EXISTS patients_ssn_key`, "DROP INDEX"},
+		[2]string{`CREATE TABLE notes (id int PRIMARY KEY, body text)`, "CREATE TABLE"},
+		[2]string{`CREATE INDEX notes_body_idx ON notes (body)`, "CREATE INDEX"},
+		[2]string{`DROP INDEX notes_body_idx`, "DROP INDEX"},
 	)
+	if _, err := simple(t, pc, `DROP INDEX nowhere_idx`); sqlstate(err) != "42704" {
+		t.Errorf("DROP INDEX of no index: %v", err)
+	}
+	if got := rowsOf(t, conn, `INSERT INTO patients (ssn) VALUES ('1') RETURNING ssn`); got != "INSERT 0 1\n[1]\n" {
+		t.Errorf("after DROP INDEX of the unique index: %s", got)
+	}
 	if got := rowsOf(t, conn, `INSERT INTO patients (ssn, visits) VALUES ('2', -1) RETURNING visits`); got !=
 		"INSERT 0 1\n[-1]\n" {
 		t.Errorf("after dropping the check: %s", got)

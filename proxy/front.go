@@ -197,7 +197,7 @@ func (s *session) parse(n int) error {
 		return nil // an error on another region's cluster: skip to Sync
 	}
 	info, refusal := s.analyze(text)
-	if refusal == nil && info.ddl != nil {
+	if refusal == nil && info.ddl != nil && info.ddl.tables() {
 		refusal = ddlRefusal(info.ddl.first(), "by the extended query protocol")
 	}
 	if s.regions != nil {

@@ -43,6 +43,12 @@ type TableDDL struct {
 	DropViews bool
 	// Drop is DROP TABLE; Cascade with it.
 	Drop, Cascade bool
+	// Index is the index a DROP INDEX names, schema and name, with
+	// IfExists; Table is nil then. Whether it is an index of a split
+	// table's base table (in privata_identity or privata_clinical, where an
+	// unqualified name does not find it) only the catalog says.
+	Index    *[2]string
+	IfExists bool
 
 	stmt   *pg.Node
 	text   string
@@ -153,6 +159,15 @@ func ClassifiedDDL(text string, i int, p *policy.Policy, searchPath []string) (*
 		d.DropViews = true
 	case *pg.Node_DropStmt:
 		ds := s.DropStmt
+		if ds.RemoveType == pg.ObjectType_OBJECT_INDEX && len(ds.Objects) == 1 && !ds.Concurrent {
+			names := nameList(ds.Objects[0])
+			ix := [2]string{"", names[len(names)-1]}
+			if len(names) > 1 {
+				ix[0] = names[len(names)-2]
+			}
+			d.Index, d.IfExists, d.Cascade = &ix, ds.MissingOk, ds.Behavior == pg.DropBehavior_DROP_CASCADE
+			return d, nil
+		}
 		var ts []*policy.Table
 		for _, o := range ds.Objects {
 			names := nameList(o)
@@ -224,6 +239,17 @@ func ClassifiedDDL(text string, i int, p *policy.Policy, searchPath []string) (*
 		return nil, nil
 	}
 	return d, nil
+}
+
+// Text is the statement's text as the client sent it.
+func (d *TableDDL) Text() string { return d.text }
+
+// Name names what the statement changes, for messages.
+func (d *TableDDL) Name() string {
+	if d.Table == nil && d.Index != nil {
+		return "index " + d.Index[1]
+	}
+	return "table " + d.Table.QualifiedName()
 }
 
 func (d *TableDDL) reference(t *policy.Table) {
