@@ -45,7 +45,7 @@ func runApply(c *cobra.Command, _ []string) error {
 			return fmt.Errorf("cluster %s: %w%s", t.Name, err, untouched(targets[i+1:]))
 		}
 		slog.Info("apply", "cluster", t.Name, "regions", t.Regions)
-		pl, err := applyOne(ctx, conn, p, t, topo, storageOptions(c)...)
+		pl, err := applyOne(ctx, conn, p, t, topo, allowMissing(c))
 		conn.Close(ctx)
 		if err != nil {
 			return fmt.Errorf("cluster %s: nothing was changed there: %w%s", t.Name, err,
@@ -67,9 +67,14 @@ func runApply(c *cobra.Command, _ []string) error {
 
 // applyOne applies the policy to one cluster in one transaction: the
 // cross-region part (package fdw) around the split storage's steps. It
-// returns the plan it ran.
+// returns the plan it ran. With allowMissing, tables the policy classifies
+// that do not exist yet are pending.
 func applyOne(ctx context.Context, conn *pgx.Conn, p *policy.Policy, t storage.Target,
-	topo *fdw.Topology, opts ...storage.Option) (*storage.Plan, error) {
+	topo *fdw.Topology, allowMissing bool) (*storage.Plan, error) {
+	var opts []storage.Option
+	if allowMissing {
+		opts = append(opts, storage.AllowMissing())
+	}
 	// Whether the split storage changes anything decides whether the
 	// views over its tables are rebuilt; apply plans it again under the
 	// lock.
@@ -83,7 +88,7 @@ func applyOne(ctx context.Context, conn *pgx.Conn, p *policy.Policy, t storage.T
 	}
 	defer tx.Rollback(context.Background())
 	fp, err := fdw.PlanTx(ctx, tx, fdw.Input{Topology: topo, Target: t.Name,
-		SplitChanges: len(preview.Steps) > 0})
+		SplitChanges: len(preview.Steps) > 0, AllowMissing: allowMissing})
 	if err != nil {
 		return nil, err
 	}

@@ -29,9 +29,15 @@ func allowMissingFlag(c *cobra.Command) {
 		"are pending (split when created through Privata) instead of an error")
 }
 
+// allowMissing reports whether the command has --allow-missing.
+func allowMissing(c *cobra.Command) bool {
+	ok, _ := c.Flags().GetBool("allow-missing")
+	return ok
+}
+
 // storageOptions are the storage options the command's flags ask for.
 func storageOptions(c *cobra.Command) []storage.Option {
-	if ok, _ := c.Flags().GetBool("allow-missing"); ok {
+	if allowMissing(c) {
 		return []storage.Option{storage.AllowMissing()}
 	}
 	return nil

@@ -61,7 +61,7 @@ func planOne(c *cobra.Command, p *policy.Policy, t storage.Target, topo *fdw.Top
 		return err
 	}
 	fp, err := fdw.Preview(ctx, conn, fdw.Input{Topology: topo, Target: t.Name,
-		SplitChanges: len(pl.Steps) > 0})
+		SplitChanges: len(pl.Steps) > 0, AllowMissing: allowMissing(c)})
 	if err != nil {
 		return err
 	}
