@@ -117,11 +117,33 @@ func (s *session) ownDDL(script *ddlScript) (handled bool, err error) {
 			conn.Exec(ctx, standIn)
 		}
 		out = append(out, e.encode()...)
-	} else if !implicit {
-		s.homeWrote.Store(true)
+	} else {
+		if !implicit {
+			s.homeWrote.Store(true)
+		}
+		s.ddlWrote(script)
 	}
 	out = append(out, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: byte(s.txStatus.Load())})...)
 	return true, s.toClient(out)
+}
+
+// ddlWrote counts the script's classified tables as written, for the read
+// cache: their answers are dropped when the transaction commits, as after
+// any write through the session.
+func (s *session) ddlWrote(script *ddlScript) {
+	if rp := s.srv.read; rp == nil || rp.cache == nil {
+		return
+	}
+	s.cwMu.Lock()
+	defer s.cwMu.Unlock()
+	for _, st := range script.steps {
+		if st.ddl != nil && st.ddl.Table != nil {
+			s.rs.pendingWrites = append(s.rs.pendingWrites, st.ddl.Table.QualifiedName())
+		}
+	}
+	if s.txStatus.Load() == 'I' {
+		s.readReady('I')
+	}
 }
 
 // ddlScript is a Query holding DDL on classified tables, which Privata

@@ -17,13 +17,17 @@ import (
 // migrations create the tables through Privata. Its sessions connect
 // upstream as the user that applies the policy (a superuser), as when a
 // cluster has no session_url: splitting a new table takes its rights.
-func newEmptyEnv(t *testing.T) *env {
+func newEmptyEnv(t *testing.T, cache ...*testCache) *env {
 	t.Helper()
-	e := newEnv(t, envOptions{policy: splitPolicy, urlOnly: true, onEnd: func(_ SessionInfo, err error) {
+	o := envOptions{policy: splitPolicy, urlOnly: true, onEnd: func(_ SessionInfo, err error) {
 		if err != nil {
 			t.Logf("session ended: %v", err)
 		}
-	}})
+	}}
+	if len(cache) > 0 {
+		o.cache = cache[0].Cache
+	}
+	e := newEnv(t, o)
 	pol, err := policy.Parse("policy.yaml", []byte(splitPolicy))
 	if err != nil {
 		t.Fatal(err)
@@ -401,5 +405,40 @@ func TestAlterSplitTablesThroughPrivata(t *testing.T) {
 	ddlSteps(t, pc, [2]string{`CREATE TABLE patients (id int PRIMARY KEY, ssn text)`, "CREATE TABLE"})
 	if got := storedAs(t, e, "patients"); got != "SELECT 3\n[privata_clinical r]\n[privata_identity r]\n[public v]" {
 		t.Errorf("patients created again: %s", got)
+	}
+}
+
+// The read cache forgets a split table's answers when DDL through Privata
+// changes the table.
+func TestDDLInvalidatesTheReadCache(t *testing.T) {
+	tc := newTestCache(t, "memory")
+	e := newEmptyEnv(t, tc)
+	pc := e.connect(t, "clinician").PgConn()
+	ddlSteps(t, pc,
+		[2]string{`CREATE TABLE patients (id int PRIMARY KEY, ssn text, first text)`, "CREATE TABLE"},
+		[2]string{`INSERT INTO patients VALUES (1, '111', 'Ann')`, "INSERT 0 1"})
+	read := func(pc *pgconn.PgConn) string {
+		res, err := pc.Exec(context.Background(), `SELECT * FROM patients WHERE id = 1`).ReadAll()
+		if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+			t.Fatalf("read: %v", err)
+		}
+		var vals []string
+		for _, v := range res[0].Rows[0] {
+			vals = append(vals, string(v))
+		}
+		return strings.Join(vals, " ")
+	}
+	eventually(t, "a cached read", func() error {
+		if got := read(pc); got != "1 111 Ann" {
+			t.Fatalf("read: %s", got)
+		}
+		if tc.count(t, "privata_cache_hits_total") < 1 {
+			return errors.New("no hit yet")
+		}
+		return nil
+	})
+	ddlSteps(t, pc, [2]string{`ALTER TABLE patients ADD COLUMN phone text DEFAULT '555'`, "ALTER TABLE"})
+	if got := read(e.connect(t, "clinician").PgConn()); got != "1 111 Ann 555" {
+		t.Errorf("read after ADD COLUMN: %s", got)
 	}
 }
