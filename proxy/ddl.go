@@ -35,9 +35,11 @@ import (
 // runs as may not own Privata's schemas); the client's statement runs as
 // the client's role.
 
-// ownDDL carries out a simple Query holding one DDL statement on a
-// classified table. handled is false when the Query is to be forwarded
-// as it is: in a failed transaction block, where PostgreSQL refuses it.
+// ownDDL carries out a simple Query holding DDL on classified tables (or a
+// DROP INDEX, whose table only the catalog says), statement by statement.
+// handled is false when the Query is to be forwarded as it is: in a failed
+// transaction block, where PostgreSQL refuses it, and for a DROP INDEX
+// when the cluster's storage is unknown.
 func (s *session) ownDDL(script *ddlScript) (handled bool, err error) {
 	status, err := s.drain()
 	if err != nil {
