@@ -134,7 +134,8 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	rewrites, creates := false, false
 	for _, st := range an.Statements {
 		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
-		creates = creates || (st.Kind == rewrite.DDL && (len(c.Tables) > 0 || st.Tag == "DROP INDEX"))
+		creates = creates || (st.Kind == rewrite.DDL && (len(c.Tables) > 0 || st.Tag == "DROP INDEX" ||
+			st.Tag == "ALTER INDEX"))
 		d := rewrite.Decide(st, c, sess)
 		if d.Action == rewrite.Refuse {
 			s.srv.decided(st.Kind, 1).Inc()

@@ -181,10 +181,10 @@ func (sc *ddlScript) tables() bool {
 	return false
 }
 
-// dropIndex carries out DROP INDEX: of an index of a split table's base
-// table, which the application created through Privata and names as its
-// own, as the session's upstream user; of any other, as the client wrote
-// it.
+// dropIndex carries out DROP INDEX and ALTER INDEX ... RENAME TO: of an
+// index of a split table's base table, which the application created
+// through Privata and names as its own, as the session's upstream user; of
+// any other, as the client wrote it.
 func (s *session) dropIndex(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
 	collect *bool) (string, *Error) {
 	ix := *d.Index
@@ -226,11 +226,17 @@ func (s *session) dropIndex(ctx context.Context, conn *pgx.Conn, d *rewrite.Tabl
 		return ct.String(), nil
 	}
 	sql := "DROP INDEX "
+	if d.NewName != "" {
+		sql = "ALTER INDEX "
+	}
 	if d.IfExists {
 		sql += "IF EXISTS "
 	}
 	sql += pgx.Identifier{schema, ix[1]}.Sanitize()
-	if d.Cascade {
+	switch {
+	case d.NewName != "":
+		sql += " RENAME TO " + pgx.Identifier{d.NewName}.Sanitize()
+	case d.Cascade:
 		sql += " CASCADE"
 	}
 	dd := *d

@@ -341,10 +341,12 @@ func TestAlterSplitTablesThroughPrivata(t *testing.T) {
 	}
 
 	ddlSteps(t, pc,
-		[2]string{`ALTER TABLE patients DROP CONSTRAINT visits_positive`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients RENAME CONSTRAINT visits_positive TO visits_nonneg`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients DROP CONSTRAINT visits_nonneg`, "ALTER TABLE"},
 		[2]string{`ALTER TABLE patients DROP COLUMN phone`, "ALTER TABLE"},
-		[2]string{`DROP INDEX "patients_ssn_key"`, "DROP INDEX"},
-		[2]string{`DROP INDEX IF EXISTS patients_ssn_key`, "DROP INDEX"},
+		[2]string{`ALTER INDEX "patients_ssn_key" RENAME TO "patients_ssn_unique"`, "ALTER INDEX"},
+		[2]string{`DROP INDEX "patients_ssn_unique"`, "DROP INDEX"},
+		[2]string{`DROP INDEX IF EXISTS patients_ssn_unique`, "DROP INDEX"},
 		[2]string{`CREATE TABLE notes (id int PRIMARY KEY, body text)`, "CREATE TABLE"},
 		[2]string{`CREATE INDEX notes_body_idx ON notes (body)`, "CREATE INDEX"},
 		[2]string{`DROP INDEX notes_body_idx`, "DROP INDEX"},

@@ -43,11 +43,12 @@ type TableDDL struct {
 	DropViews bool
 	// Drop is DROP TABLE; Cascade with it.
 	Drop, Cascade bool
-	// Index is the index a DROP INDEX names, schema and name, with
-	// IfExists; Table is nil then. Whether it is an index of a split
+	// Index is the index a DROP INDEX or ALTER INDEX ... RENAME TO
+	// (NewName) names, schema and name, with IfExists; Table is nil then. Whether it is an index of a split
 	// table's base table (in privata_identity or privata_clinical, where an
 	// unqualified name does not find it) only the catalog says.
 	Index    *[2]string
+	NewName  string
 	IfExists bool
 
 	stmt   *pg.Node
@@ -142,13 +143,21 @@ func ClassifiedDDL(text string, i int, p *policy.Policy, searchPath []string) (*
 		}
 	case *pg.Node_RenameStmt:
 		rs := s.RenameStmt
+		if rs.RenameType == pg.ObjectType_OBJECT_INDEX && rs.Relation != nil {
+			d.Index = &[2]string{rs.Relation.Schemaname, rs.Relation.Relname}
+			d.NewName, d.IfExists = rs.Newname, rs.MissingOk
+			return d, nil
+		}
 		t := rw.table(rs.Relation)
 		if t == nil {
 			return nil, nil
 		}
 		d.Table = t
+		if rs.RenameType == pg.ObjectType_OBJECT_TABCONSTRAINT {
+			break
+		}
 		if rs.RenameType != pg.ObjectType_OBJECT_COLUMN || rs.RelationType != pg.ObjectType_OBJECT_TABLE {
-			return nil, refuse(t, "ALTER ... RENAME of anything but a column")
+			return nil, refuse(t, "ALTER ... RENAME of anything but a column or constraint")
 		}
 		if t.Column(rs.Subname) != nil || rs.Subname == t.Key || rs.Subname == t.Reference {
 			return nil, &Error{SQLState: CodeFeatureNotSupported, Message: fmt.Sprintf("column %s of "+
@@ -458,6 +467,11 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 		}
 	case *pg.Node_RenameStmt:
 		schema, _ := d.side([]string{s.RenameStmt.Subname})
+		if s.RenameStmt.RenameType == pg.ObjectType_OBJECT_TABCONSTRAINT {
+			if schema = constraintBase(s.RenameStmt.Subname); schema == "" {
+				schema, _ = d.side(nil)
+			}
+		}
 		s.RenameStmt.Relation = d.base(schema)
 		out = append(out, d.stmt)
 	case *pg.Node_CommentStmt:

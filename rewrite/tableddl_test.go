@@ -47,6 +47,8 @@ func TestTableDDLOnBaseTables(t *testing.T) {
 			`ALTER TABLE privata_identity.patients DROP CONSTRAINT patients_ssn_key`},
 		{`ALTER TABLE patients RENAME COLUMN extra TO more`,
 			`ALTER TABLE privata_clinical.patients RENAME COLUMN extra TO more`},
+		{`ALTER TABLE patients RENAME CONSTRAINT patients_ssn_key TO patients_ssn_unique`,
+			`ALTER TABLE privata_identity.patients RENAME CONSTRAINT patients_ssn_key TO patients_ssn_unique`},
 		{`COMMENT ON COLUMN patients.ssn IS 'national id'`,
 			`COMMENT ON COLUMN privata_identity.patients.ssn IS 'national id'`},
 		{`COMMENT ON TABLE patients IS 'people'`, `COMMENT ON VIEW public.patients IS 'people'`},
