@@ -444,3 +444,74 @@ func TestDDLInvalidatesTheReadCache(t *testing.T) {
 		t.Errorf("read after ADD COLUMN: %s", got)
 	}
 }
+
+// childPolicy has a child table referring to another child's rows, as
+// Synthea's conditions refer to encounters.
+const childPolicy = `version: 1
+regions:
+  main: {cluster: main}
+subjects:
+  patients: {key: id, identity: [ssn], clinical: [note]}
+children:
+  encounters: {subject: {table: patients, column: patient}}
+  conditions: {subject: {table: patients, column: patient}}
+roles:
+  clinician: {identity: full, clinical: full}
+  analyst: {identity: none, clinical: full}
+  reception: {identity: masked, clinical: none}
+`
+
+// A child created after the tables it refers to are split: its reference
+// to the subject becomes the pseudonym's foreign key, its reference to
+// another child's rows a foreign key to that child's clinical table.
+func TestCreateChildOfChildThroughPrivata(t *testing.T) {
+	e := newEnv(t, envOptions{policy: childPolicy, urlOnly: true})
+	pol, err := policy.Parse("policy.yaml", []byte(childPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.Apply(context.Background(), e.db.Connect(t), pol, storage.Target{Name: "main",
+		URL: e.db.URL(), Regions: []string{"main"}}, storage.AllowMissing()); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	conn := e.connect(t, "clinician")
+	ddlSteps(t, conn.PgConn(),
+		[2]string{`CREATE TABLE patients (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), ssn text, note text)`,
+			"CREATE TABLE"},
+		[2]string{`CREATE TABLE encounters (id uuid PRIMARY KEY, patient uuid REFERENCES patients (id),
+			code text)`, "CREATE TABLE"},
+		[2]string{`CREATE TABLE conditions (id serial PRIMARY KEY, patient uuid REFERENCES patients,
+			encounter uuid REFERENCES encounters (id) ON DELETE CASCADE, code text)`, "CREATE TABLE"},
+	)
+	if got := rowsOf(t, e.admin(t), `SELECT pg_get_constraintdef(oid) FROM pg_constraint
+		WHERE conrelid = 'privata_clinical.conditions'::regclass AND contype = 'f' ORDER BY 1`); got !=
+		"SELECT 2\n[FOREIGN KEY (encounter) REFERENCES privata_clinical.encounters(id) ON DELETE CASCADE]\n"+
+			"[FOREIGN KEY (privata_pseudonym) REFERENCES privata_clinical.patients(privata_pseudonym)]\n" {
+		t.Errorf("conditions' foreign keys:\n%s", got)
+	}
+	ctx := context.Background()
+	var p, enc string
+	if err := conn.QueryRow(ctx, `INSERT INTO patients (ssn) VALUES ('1') RETURNING id::text`).Scan(&p); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `INSERT INTO encounters VALUES (gen_random_uuid(), $1, 'E') RETURNING id::text`,
+		p).Scan(&enc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO conditions (patient, encounter, code) VALUES ($1, $2, 'C')`,
+		p, enc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM encounters WHERE id = $1`, enc); err != nil {
+		t.Fatal(err)
+	}
+	if got := rowsOf(t, conn, `SELECT count(*) FROM conditions`); got != "SELECT 1\n[0]\n" {
+		t.Errorf("conditions after the cascade: %s", got)
+	}
+	// The client's role got no lasting right on the base tables.
+	if got := rowsOf(t, e.admin(t), `SELECT has_table_privilege('clinician', 'privata_clinical.encounters',
+		'REFERENCES'), has_table_privilege('clinician', 'privata_identity.patients', 'REFERENCES')`); got !=
+		"SELECT 1\n[false false]\n" {
+		t.Errorf("REFERENCES left: %s", got)
+	}
+}
