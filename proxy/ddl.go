@@ -244,14 +244,17 @@ func (s *session) dropIndex(ctx context.Context, conn *pgx.Conn, d *rewrite.Tabl
 	if e := s.mayChange(ctx, conn, t); e != nil {
 		return "", e
 	}
-	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
-		return "", pgError(err, "reset role")
+	if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{storage.Owner}.Sanitize()); err != nil {
+		return "", pgError(err, "set role")
 	}
 	*collect = true
 	_, err := conn.Exec(ctx, sql)
 	*collect = false
 	if err != nil {
 		return "", pgError(err, "")
+	}
+	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
+		return "", pgError(err, "reset role")
 	}
 	if e := s.derive(ctx, conn, &dd); e != nil {
 		return "", e
@@ -376,9 +379,16 @@ func (s *session) derive(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDD
 }
 
 // mayChange refuses the client's role a change of split table t unless it
-// may create tables in t's schema: the application's view belongs to
-// Privata.
+// has full access to identity and clinical data and may create tables in
+// t's schema: the application's view belongs to Privata.
 func (s *session) mayChange(ctx context.Context, conn *pgx.Conn, t *policy.Table) *Error {
+	// The statements on the base tables run as their owner, who reads
+	// every value: the role must have full access to all of them.
+	if s.role.AccessTo(policy.Identity) != policy.Full || s.role.AccessTo(policy.Clinical) != policy.Full {
+		return &Error{Code: codeInsufficientPriv, Message: fmt.Sprintf("permission denied to change "+
+			"table %s: role %s does not have full access to identity and clinical data", t.QualifiedName(),
+			s.role.Name), Hint: "Run migrations as a role the policy gives full access to both."}
+	}
 	var may bool
 	if err := conn.QueryRow(ctx, "SELECT pg_catalog.has_schema_privilege($1, 'CREATE')",
 		t.Schema).Scan(&may); err != nil {
@@ -405,8 +415,9 @@ func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
 		return pgError(err, "reset role")
 	}
-	var sqls []string
+	var sqls, after []string
 	if d.Drop {
+		after = []string{storage.UnregisterSQL(t)}
 		sqls = []string{storage.DropSQL(t, d.Cascade)}
 	} else {
 		// Which base table holds each of the table's constraints.
@@ -438,12 +449,27 @@ func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 		}
 		sqls = append(sqls, base...)
 	}
+	// The statements run as the owner of the base tables and views, not as
+	// the session's upstream user: expressions in them (a new column's
+	// default, a check, USING) run with no more rights than Privata's own
+	// objects have.
+	if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{storage.Owner}.Sanitize()); err != nil {
+		return pgError(err, "set role")
+	}
 	for i, sql := range sqls {
 		*collect = i == len(sqls)-1
 		_, err := conn.Exec(ctx, sql)
 		*collect = false
 		if err != nil {
 			return pgError(err, "")
+		}
+	}
+	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
+		return pgError(err, "reset role")
+	}
+	for _, sql := range after {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return pgError(err, "unregister")
 		}
 	}
 	return nil

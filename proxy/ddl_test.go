@@ -339,6 +339,16 @@ func TestAlterSplitTablesThroughPrivata(t *testing.T) {
 	if got := rowsOf(t, conn, `SELECT obj_description('patients'::regclass)`); got != "SELECT 1\n[people]\n" {
 		t.Errorf("comment: %s", got)
 	}
+	// Expressions in the statements run as the owner of Privata's objects,
+	// not as the session's upstream user (a superuser here).
+	ddlSteps(t, pc, [2]string{`ALTER TABLE patients ADD COLUMN who text DEFAULT current_user`, "ALTER TABLE"})
+	if got := rowsOf(t, conn, `SELECT who FROM patients WHERE id = 1`); got != "SELECT 1\n[privata_owner]\n" {
+		t.Errorf("a new column's default ran as: %s", got)
+	}
+	// A role without full access to what the table holds may not change it.
+	if _, err := simple(t, e.connect(t, "analyst").PgConn(), `ALTER TABLE patients ADD COLUMN x text`); sqlstate(err) != "42501" {
+		t.Errorf("ALTER TABLE as analyst: %v", err)
+	}
 
 	ddlSteps(t, pc,
 		[2]string{`ALTER TABLE patients RENAME CONSTRAINT visits_positive TO visits_nonneg`, "ALTER TABLE"},

@@ -31,9 +31,10 @@ func DropViewsSQL(t *policy.Table) string {
 	return b.String()
 }
 
-// DropSQL drops split table t: its views, trigger functions, base tables
-// and registry row. With cascade, foreign keys of other tables to its base
-// tables go too, as DROP TABLE ... CASCADE drops those of a plain table.
+// DropSQL drops split table t: its views, trigger functions and base
+// tables, all owned by Owner. With cascade, foreign keys of other tables to
+// its base tables go too, as DROP TABLE ... CASCADE drops those of a plain
+// table. UnregisterSQL forgets it.
 func DropSQL(t *policy.Table, cascade bool) string {
 	var b strings.Builder
 	b.WriteString(DropViewsSQL(t))
@@ -50,7 +51,11 @@ func DropSQL(t *policy.Table, cascade bool) string {
 		b.WriteString(" CASCADE")
 	}
 	b.WriteString(";\n")
-	fmt.Fprintf(&b, "DELETE FROM privata.tables WHERE schema_name = %s AND table_name = %s;\n",
-		literal(t.Schema), literal(t.Name))
 	return b.String()
+}
+
+// UnregisterSQL removes split table t from the registry privata.tables.
+func UnregisterSQL(t *policy.Table) string {
+	return fmt.Sprintf("DELETE FROM privata.tables WHERE schema_name = %s AND table_name = %s;\n",
+		literal(t.Schema), literal(t.Name))
 }
