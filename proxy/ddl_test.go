@@ -386,6 +386,8 @@ func TestAlterSplitTablesThroughPrivata(t *testing.T) {
 		`ALTER TABLE patients RENAME COLUMN ssn TO national_id`,
 		`ALTER TABLE patients ALTER COLUMN id TYPE bigint`,
 		`CREATE INDEX CONCURRENTLY x ON patients (ssn)`,
+		`CREATE TABLE patients AS SELECT 1 AS id`,
+		`SELECT 1 AS id INTO patients`,
 	} {
 		_, err := simple(t, pc, sql)
 		var pe *pgconn.PgError

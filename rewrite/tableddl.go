@@ -227,6 +227,15 @@ func ClassifiedDDL(text string, i int, p *policy.Policy, searchPath []string) (*
 		switch s := raw.Stmt.Node.(type) {
 		case *pg.Node_AlterObjectSchemaStmt:
 			rv, what = s.AlterObjectSchemaStmt.Relation, "SET SCHEMA"
+		case *pg.Node_CreateTableAsStmt:
+			// The table would be made with its rows, plain.
+			if in := s.CreateTableAsStmt.Into; in != nil && in.Rel != nil && in.Rel.Relpersistence != "t" {
+				rv, what = in.Rel, "CREATE TABLE AS"
+			}
+		case *pg.Node_SelectStmt:
+			if in := s.SelectStmt.IntoClause; in != nil && in.Rel != nil && in.Rel.Relpersistence != "t" {
+				rv, what = in.Rel, "SELECT INTO"
+			}
 		case *pg.Node_CreateTrigStmt:
 			rv = s.CreateTrigStmt.Relation
 		case *pg.Node_RuleStmt:

@@ -95,6 +95,8 @@ func TestTableDDLRefused(t *testing.T) {
 		`CREATE STATISTICS s ON ssn, first FROM patients`,
 		`CREATE INDEX CONCURRENTLY ON patients (ssn)`,
 		`DROP VIEW patients`,
+		`CREATE TABLE patients AS SELECT 1 AS id`,
+		`SELECT 1 AS id INTO patients`,
 		`DROP TABLE patients, encounters`,
 	} {
 		d, re := ClassifiedDDL(sql, 0, p, nil)
