@@ -301,9 +301,11 @@ func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDD
 	split := map[*policy.Table]bool{}
 	for _, t := range append([]*policy.Table{d.Table}, d.References...) {
 		var v bool
-		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
-			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'v')`, t.Schema, t.Name).Scan(&v)
+		// Split: registered by Privata, its name a view.
+		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM privata.tables r
+			JOIN pg_catalog.pg_namespace n ON n.nspname = r.schema_name
+			JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name
+			WHERE r.schema_name = $1 AND r.table_name = $2 AND c.relkind = 'v')`, t.Schema, t.Name).Scan(&v)
 		if err != nil {
 			return "", pgError(err, "read the catalog")
 		}
