@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/privata/privata/fdw"
 	"github.com/privata/privata/policy"
 	"github.com/privata/privata/rewrite"
 	"github.com/privata/privata/storage"
@@ -124,9 +126,33 @@ func (s *session) ownDDL(script *ddlScript) (handled bool, err error) {
 			s.homeWrote.Store(true)
 		}
 		s.ddlWrote(script)
+		out = append(out, s.otherClusters(script)...)
 	}
 	out = append(out, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: byte(s.txStatus.Load())})...)
 	return true, s.toClient(out)
+}
+
+// otherClusters is the notice that DDL on classified tables changed the
+// session's own cluster only, when the configuration has others: DDL is
+// not routed between regions, and each region's cluster holds the same
+// schema.
+func (s *session) otherClusters(script *ddlScript) []byte {
+	if s.srv.opts.Router == nil || !script.tables() {
+		return nil
+	}
+	var others []string
+	for _, p := range s.srv.opts.Router.Topo.Peers {
+		if p.Target.Name != s.srv.home {
+			others = append(others, p.Server)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	return encodeMessage(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE",
+		Code: "00000", Message: fmt.Sprintf("Privata changed the tables of region %s only; the "+
+			"clusters of regions %s need the same DDL", s.regionOf(s.srv.home), strings.Join(others, ", ")),
+		Hint: "Run the migration through a Privata of each region (server.region), then privata apply."})
 }
 
 // ddlWrote counts the script's classified tables as written, for the read
@@ -358,6 +384,9 @@ func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDD
 // that are plain, and derive again what changed, as the session's upstream
 // user; then the session takes on the client's role again.
 func (s *session) derive(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL) *Error {
+	if e := s.crossRegion(ctx, conn, false); e != nil {
+		return e
+	}
 	if _, err := storage.ApplyTx(ctx, ownTx{conn}, s.srv.pol, *s.srv.storage, storage.AllowMissing()); err != nil {
 		var se storage.Errors
 		var one *storage.Error
@@ -374,8 +403,43 @@ func (s *session) derive(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDD
 		}
 		return e
 	}
+	if e := s.crossRegion(ctx, conn, true); e != nil {
+		return e
+	}
 	if _, err := conn.Exec(ctx, s.setRole); err != nil {
 		return pgError(err, "set role")
+	}
+	return nil
+}
+
+// crossRegion runs the cross-region part of apply (package fdw) around
+// the split storage's: before, the views other clusters read through
+// postgres_fdw, which block changes of the views they read, are dropped;
+// after, they are made again for the tables as they now are. It runs as
+// the session's upstream user, and leaves the transaction's search_path
+// as it found it. Nothing to do with one cluster.
+func (s *session) crossRegion(ctx context.Context, conn *pgx.Conn, after bool) *Error {
+	if s.srv.opts.Router == nil {
+		return nil
+	}
+	var path string
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting('search_path')").Scan(&path); err != nil {
+		return pgError(err, "read search_path")
+	}
+	tx := ownTx{conn}
+	fp, err := fdw.PlanTx(ctx, tx, fdw.Input{Topology: s.srv.opts.Router.Topo, Target: s.srv.home,
+		SplitChanges: true, AllowMissing: true})
+	if err == nil {
+		err = fdw.Run(ctx, tx, fp.Before)
+	}
+	if err == nil && after {
+		err = fdw.Run(ctx, tx, fp.After)
+	}
+	if err != nil {
+		return pgError(err, "cross-region objects")
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, true)", path); err != nil {
+		return pgError(err, "restore search_path")
 	}
 	return nil
 }
@@ -450,6 +514,9 @@ func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 			sqls = append(sqls, storage.DropViewsSQL(t))
 		}
 		sqls = append(sqls, base...)
+	}
+	if e := s.crossRegion(ctx, conn, false); e != nil {
+		return e
 	}
 	// The statements run as the owner of the base tables and views, not as
 	// the session's upstream user: expressions in them (a new column's
