@@ -2,6 +2,7 @@ package fdw
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -55,7 +56,7 @@ type roleInfo struct {
 	verifier string
 }
 
-func readCatalog(ctx context.Context, tx pgx.Tx, p *policy.Policy) (*catalog, error) {
+func readCatalog(ctx context.Context, tx pgx.Tx, p *policy.Policy, allowMissing bool) (*catalog, error) {
 	c := &catalog{tables: map[*policy.Table][]column{}, servers: map[string]string{},
 		mappings: map[[2]string]mapping{}, roles: map[string]*roleInfo{}}
 	err := tx.QueryRow(ctx, `SELECT r.rolsuper,
@@ -66,6 +67,10 @@ func readCatalog(ctx context.Context, tx pgx.Tx, p *policy.Policy) (*catalog, er
 	}
 	for _, t := range p.Tables {
 		cols, err := readColumns(ctx, tx, t)
+		var pe *policy.Error
+		if allowMissing && errors.As(err, &pe) {
+			continue // not created yet: no cross-region objects
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -100,6 +100,9 @@ func (d *deriver) exportStep() Step {
 	readers := d.exportReaders()
 	s.f("GRANT USAGE ON SCHEMA %s TO %s;\n", ident(ExportSchema), idents(readers))
 	for _, t := range d.topo.Policy.Tables {
+		if _, ok := d.cat.tables[t]; !ok {
+			continue // not created yet (Input.AllowMissing)
+		}
 		name := qname(ExportSchema, t.Name)
 		cols := d.exportColumns(t)
 		var from string
@@ -173,6 +176,9 @@ func (d *deriver) importStep(im *Import) Step {
 	s.f("CREATE SCHEMA %s AUTHORIZATION %s;\n", schema, ident(storage.Owner))
 	s.f("GRANT USAGE ON SCHEMA %s TO %s;\n", schema, idents(readers))
 	for _, t := range d.topo.Policy.Tables {
+		if _, ok := d.cat.tables[t]; !ok {
+			continue // not created yet (Input.AllowMissing)
+		}
 		name := qname(from.Schema(), t.Name)
 		cols := d.exportColumns(t)
 		defs := make([]string, len(cols))
@@ -213,6 +219,9 @@ func (d *deriver) globalStep() Step {
 	roles := policyRoles(d.topo.Policy)
 	s.f("GRANT USAGE ON SCHEMA %s TO %s;\n", ident(GlobalSchema), idents(roles))
 	for _, t := range d.topo.Policy.Tables {
+		if _, ok := d.cat.tables[t]; !ok {
+			continue // not created yet (Input.AllowMissing)
+		}
 		name := qname(GlobalSchema, t.Name)
 		cols := d.exportColumns(t)
 		plain := func(c viewColumn) string { return ident(c.name) }

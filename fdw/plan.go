@@ -54,6 +54,10 @@ type Input struct {
 	// SplitChanges says that the split storage's part of the plan changes
 	// the split tables, so that the views over them must be rebuilt.
 	SplitChanges bool
+	// AllowMissing skips tables the policy classifies that do not exist
+	// yet (storage.AllowMissing): they get their cross-region objects from
+	// an apply after they are created.
+	AllowMissing bool
 }
 
 // Preview computes the cross-region part of the plan for in.Target without
@@ -85,7 +89,7 @@ func PlanTx(ctx context.Context, tx pgx.Tx, in Input) (*Plan, error) {
 	if local == nil {
 		return nil, fmt.Errorf("cluster %s is not in the topology", in.Target)
 	}
-	cat, err := readCatalog(ctx, tx, in.Topology.Policy)
+	cat, err := readCatalog(ctx, tx, in.Topology.Policy, in.AllowMissing)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ Apply stops at the first cluster that fails; that cluster is left as it was.`,
 			RunE: runApply,
 		}
 		configFlag(c)
+		allowMissingFlag(c)
 		return c
 	})
 }
@@ -44,11 +45,15 @@ func runApply(c *cobra.Command, _ []string) error {
 			return fmt.Errorf("cluster %s: %w%s", t.Name, err, untouched(targets[i+1:]))
 		}
 		slog.Info("apply", "cluster", t.Name, "regions", t.Regions)
-		pl, err := applyOne(ctx, conn, p, t, topo)
+		pl, err := applyOne(ctx, conn, p, t, topo, allowMissing(c))
 		conn.Close(ctx)
 		if err != nil {
 			return fmt.Errorf("cluster %s: nothing was changed there: %w%s", t.Name, err,
 				untouched(targets[i+1:]))
+		}
+		for _, name := range pl.Pending {
+			fmt.Fprintf(out, "cluster %s: %s does not exist yet; it will be split when created "+
+				"through Privata\n", t.Name, name)
 		}
 		if pl.Empty() {
 			fmt.Fprintf(out, "cluster %s: nothing to do\n", t.Name)
@@ -62,13 +67,18 @@ func runApply(c *cobra.Command, _ []string) error {
 
 // applyOne applies the policy to one cluster in one transaction: the
 // cross-region part (package fdw) around the split storage's steps. It
-// returns the plan it ran.
+// returns the plan it ran. With allowMissing, tables the policy classifies
+// that do not exist yet are pending.
 func applyOne(ctx context.Context, conn *pgx.Conn, p *policy.Policy, t storage.Target,
-	topo *fdw.Topology) (*storage.Plan, error) {
+	topo *fdw.Topology, allowMissing bool) (*storage.Plan, error) {
+	var opts []storage.Option
+	if allowMissing {
+		opts = append(opts, storage.AllowMissing())
+	}
 	// Whether the split storage changes anything decides whether the
 	// views over its tables are rebuilt; apply plans it again under the
 	// lock.
-	preview, err := storage.Preview(ctx, conn, p, t)
+	preview, err := storage.Preview(ctx, conn, p, t, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -78,14 +88,14 @@ func applyOne(ctx context.Context, conn *pgx.Conn, p *policy.Policy, t storage.T
 	}
 	defer tx.Rollback(context.Background())
 	fp, err := fdw.PlanTx(ctx, tx, fdw.Input{Topology: topo, Target: t.Name,
-		SplitChanges: len(preview.Steps) > 0})
+		SplitChanges: len(preview.Steps) > 0, AllowMissing: allowMissing})
 	if err != nil {
 		return nil, err
 	}
 	if err := fdw.Run(ctx, tx, fp.Before); err != nil {
 		return nil, err
 	}
-	pl, err := storage.ApplyTx(ctx, tx, p, t)
+	pl, err := storage.ApplyTx(ctx, tx, p, t, opts...)
 	if err != nil {
 		return nil, err
 	}

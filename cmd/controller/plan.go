@@ -23,6 +23,7 @@ for review. It changes nothing: it works in a transaction that it rolls back.`,
 			RunE: runPlan,
 		}
 		configFlag(c)
+		allowMissingFlag(c)
 		return c
 	})
 }
@@ -55,12 +56,12 @@ func planOne(c *cobra.Command, p *policy.Policy, t storage.Target, topo *fdw.Top
 		return err
 	}
 	defer conn.Close(ctx)
-	pl, err := storage.Preview(ctx, conn, p, t)
+	pl, err := storage.Preview(ctx, conn, p, t, storageOptions(c)...)
 	if err != nil {
 		return err
 	}
 	fp, err := fdw.Preview(ctx, conn, fdw.Input{Topology: topo, Target: t.Name,
-		SplitChanges: len(pl.Steps) > 0})
+		SplitChanges: len(pl.Steps) > 0, AllowMissing: allowMissing(c)})
 	if err != nil {
 		return err
 	}
