@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
@@ -32,12 +33,17 @@ Apply stops at the first cluster that fails; that cluster is left as it was.`,
 }
 
 func runApply(c *cobra.Command, _ []string) error {
-	ctx := c.Context()
 	p, targets, topo, err := loadTargets(c)
 	if err != nil {
 		return err
 	}
-	out := c.OutOrStdout()
+	return applyAll(c.Context(), c.OutOrStdout(), p, targets, topo)
+}
+
+// applyAll applies the policy to every target in turn, saying on out what
+// it did to each; it stops at the first that fails.
+func applyAll(ctx context.Context, out io.Writer, p *policy.Policy, targets []storage.Target,
+	topo *fdw.Topology) error {
 	for i, t := range targets {
 		conn, err := connect(ctx, t, "privata apply")
 		if err != nil {
