@@ -17,10 +17,39 @@ type Catalog interface {
 // database does not have. Clusters of different regions hold the same
 // schema, so one catalog stands for all of them.
 func CheckDatabase(p *Policy, cat Catalog) error {
+	_, err := checkDatabase(p, cat, false)
+	return err
+}
+
+// CheckPending is CheckDatabase for a database whose application has not
+// created all of its tables yet (migrations that run through Privata). It
+// returns the tables the policy names that do not exist yet, and the child
+// tables of those, instead of reporting them; a classified column an
+// existing table does not have yet is not reported either (it is placed
+// when it is added). A missing key or reference column is still an error:
+// a table cannot be split without it.
+func CheckPending(p *Policy, cat Catalog) (pending []*Table, err error) {
+	return checkDatabase(p, cat, true)
+}
+
+func checkDatabase(p *Policy, cat Catalog, allowMissing bool) ([]*Table, error) {
 	var errs ErrorList
+	var pending []*Table
 	for _, t := range p.Tables {
+		if allowMissing && t.Kind == Child {
+			if subj := p.SubjectOf(t); subj != nil {
+				if _, ok := cat.Columns(subj.Schema, subj.Name); !ok {
+					pending = append(pending, t)
+					continue
+				}
+			}
+		}
 		cols, ok := cat.Columns(t.Schema, t.Name)
 		if !ok {
+			if allowMissing {
+				pending = append(pending, t)
+				continue
+			}
 			errs.add(t.Pos, "create the table first, or remove it from the policy",
 				"table %s does not exist in the database", t.QualifiedName())
 			continue
@@ -40,6 +69,9 @@ func CheckDatabase(p *Policy, cat Catalog) error {
 		} else {
 			missing(t.Reference, t.Pos, "reference column")
 		}
+		if allowMissing {
+			continue
+		}
 		for _, c := range t.Columns {
 			missing(c.Name, c.Pos, "column")
 		}
@@ -52,5 +84,5 @@ func CheckDatabase(p *Policy, cat Catalog) error {
 		}
 	}
 	sortErrors(errs)
-	return errs.Err()
+	return pending, errs.Err()
 }

@@ -97,9 +97,31 @@ func innermost(err error) error {
 	}
 }
 
+// Option changes how Preview, Apply and ApplyTx treat a database.
+type Option func(*options)
+
+type options struct {
+	allowMissing bool
+}
+
+// AllowMissing makes tables the policy classifies that do not exist yet
+// pending instead of an error (policy.CheckPending): the plan lists them in
+// Plan.Pending, and applies everything else (roles, schemas, settings, the
+// tables that exist). A table created later through Privata's proxy is
+// split then. Without it, plan refuses a policy naming a missing table.
+func AllowMissing() Option { return func(o *options) { o.allowMissing = true } }
+
+func collect(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
 // Preview computes what applying p to target takes, without changing
 // anything: it works in a transaction that it rolls back.
-func Preview(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Target) (*Plan, error) {
+func Preview(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Target, opts ...Option) (*Plan, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -109,7 +131,7 @@ func Preview(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Targe
 	if err != nil {
 		return nil, err
 	}
-	pl, err := plan(ctx, tx, p, target)
+	pl, err := plan(ctx, tx, p, target, collect(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -121,13 +143,13 @@ func Preview(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Targe
 // lock: it installs the SQL of package sql, plans, locks the tables the
 // plan converts, plans again and runs the steps. On any error nothing is
 // changed. It returns the plan it ran.
-func Apply(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Target) (*Plan, error) {
+func Apply(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Target, opts ...Option) (*Plan, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	pl, err := ApplyTx(ctx, tx, p, target)
+	pl, err := ApplyTx(ctx, tx, p, target, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +163,9 @@ func Apply(ctx context.Context, conn *pgx.Conn, p *policy.Policy, target Target)
 // commits or rolls back: for DDL rewriting, which changes base tables and
 // then has their views, triggers and grants derived again in the same
 // transaction. It leaves the transaction's search_path as it found it.
-func ApplyTx(ctx context.Context, tx pgx.Tx, p *policy.Policy, target Target) (pl *Plan, err error) {
+func ApplyTx(ctx context.Context, tx pgx.Tx, p *policy.Policy, target Target,
+	opts ...Option) (pl *Plan, err error) {
+	o := collect(opts)
 	var path string
 	if err := tx.QueryRow(ctx, "SELECT pg_catalog.current_setting('search_path')").Scan(&path); err != nil {
 		return nil, fmt.Errorf("read search_path: %w", err)
@@ -155,7 +179,7 @@ func ApplyTx(ctx context.Context, tx pgx.Tx, p *policy.Policy, target Target) (p
 			_, err = tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, true)", path)
 		}
 	}()
-	if pl, err = plan(ctx, tx, p, target); err != nil {
+	if pl, err = plan(ctx, tx, p, target, o); err != nil {
 		return nil, err
 	}
 	if len(pl.locks) > 0 {
@@ -165,7 +189,7 @@ func ApplyTx(ctx context.Context, tx pgx.Tx, p *policy.Policy, target Target) (p
 		if _, err := tx.Exec(ctx, lock); err != nil {
 			return nil, fmt.Errorf("lock tables: %w", err)
 		}
-		if pl, err = plan(ctx, tx, p, target); err != nil {
+		if pl, err = plan(ctx, tx, p, target, o); err != nil {
 			return nil, err
 		}
 	}

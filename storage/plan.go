@@ -21,6 +21,9 @@ type Plan struct {
 	Install bool
 	// Steps run in order, in one transaction, after the install.
 	Steps []Step
+	// Pending are the tables the policy classifies that do not exist yet
+	// (with AllowMissing): they are split when created through Privata.
+	Pending []string
 	// locks are the relations the steps convert; apply locks them and plans
 	// again before it runs the steps.
 	locks []string
@@ -34,6 +37,9 @@ func (p *Plan) SQL() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "-- Privata plan for cluster %s (home regions it serves: %s).\n", p.Target.Name,
 		strings.Join(p.Target.Regions, ", "))
+	for _, t := range p.Pending {
+		fmt.Fprintf(&b, "-- Pending: %s does not exist yet; it will be split when created through Privata.\n", t)
+	}
 	if p.Empty() {
 		b.WriteString("-- Nothing to do: the database matches the policy.\n")
 		return b.String()
@@ -92,21 +98,34 @@ type planner struct {
 	migrations []Step
 	locks      []string
 	dropped    map[string]bool
-	errs       Errors
+	// pending are tables that do not exist yet (AllowMissing).
+	pending map[*policy.Table]bool
+	errs    Errors
 }
 
 // plan reads the catalog and computes the plan. The caller has installed
 // Privata's SQL and set searchPath in tx.
-func plan(ctx context.Context, tx pgx.Tx, p *policy.Policy, t Target) (*Plan, error) {
+func plan(ctx context.Context, tx pgx.Tx, p *policy.Policy, t Target, o options) (*Plan, error) {
 	cat, err := readCatalog(ctx, tx, p, t.Session)
 	if err != nil {
 		return nil, err
 	}
-	if err := policy.CheckDatabase(p, cat); err != nil {
+	var pending []*policy.Table
+	if o.allowMissing {
+		pending, err = policy.CheckPending(p, cat)
+	} else {
+		err = policy.CheckDatabase(p, cat)
+	}
+	if err != nil {
 		return nil, err
 	}
 	pl := &planner{ctx: ctx, tx: tx, p: p, t: t, cat: cat, splits: map[*policy.Table]*Split{},
-		derive: map[*policy.Table]string{}, dropped: map[string]bool{}}
+		derive: map[*policy.Table]string{}, dropped: map[string]bool{}, pending: map[*policy.Table]bool{}}
+	var pendingNames []string
+	for _, t := range pending {
+		pl.pending[t] = true
+		pendingNames = append(pendingNames, t.QualifiedName())
+	}
 	if err := pl.checkPolicy(); err != nil {
 		return nil, err
 	}
@@ -145,7 +164,7 @@ func plan(ctx context.Context, tx pgx.Tx, p *policy.Policy, t Target) (*Plan, er
 		return nil, err
 	}
 	steps = append(steps, derived...)
-	return &Plan{Target: t, Steps: steps, locks: pl.locks}, nil
+	return &Plan{Target: t, Steps: steps, Pending: pendingNames, locks: pl.locks}, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -195,6 +214,9 @@ func (pl *planner) checkPolicy() error {
 // table plans one classified table: adoption of a plain table, or the
 // migration and re-derivation of a split one.
 func (pl *planner) table(t *policy.Table) error {
+	if pl.pending[t] {
+		return nil
+	}
 	if t.Kind == policy.Child && pl.splits[pl.p.SubjectOf(t)] == nil {
 		return nil // the subject's error is reported
 	}

@@ -28,6 +28,7 @@ Apply stops at the first cluster that fails; that cluster is left as it was.`,
 			RunE: runApply,
 		}
 		configFlag(c)
+		allowMissingFlag(c)
 		return c
 	})
 }
@@ -50,11 +51,15 @@ func applyAll(ctx context.Context, out io.Writer, p *policy.Policy, targets []st
 			return fmt.Errorf("cluster %s: %w%s", t.Name, err, untouched(targets[i+1:]))
 		}
 		slog.Info("apply", "cluster", t.Name, "regions", t.Regions)
-		pl, err := applyOne(ctx, conn, p, t, topo)
+		pl, err := applyOne(ctx, conn, p, t, topo, storageOptions(c)...)
 		conn.Close(ctx)
 		if err != nil {
 			return fmt.Errorf("cluster %s: nothing was changed there: %w%s", t.Name, err,
 				untouched(targets[i+1:]))
+		}
+		for _, name := range pl.Pending {
+			fmt.Fprintf(out, "cluster %s: %s does not exist yet; it will be split when created "+
+				"through Privata\n", t.Name, name)
 		}
 		if pl.Empty() {
 			fmt.Fprintf(out, "cluster %s: nothing to do\n", t.Name)
@@ -70,11 +75,11 @@ func applyAll(ctx context.Context, out io.Writer, p *policy.Policy, targets []st
 // cross-region part (package fdw) around the split storage's steps. It
 // returns the plan it ran.
 func applyOne(ctx context.Context, conn *pgx.Conn, p *policy.Policy, t storage.Target,
-	topo *fdw.Topology) (*storage.Plan, error) {
+	topo *fdw.Topology, opts ...storage.Option) (*storage.Plan, error) {
 	// Whether the split storage changes anything decides whether the
 	// views over its tables are rebuilt; apply plans it again under the
 	// lock.
-	preview, err := storage.Preview(ctx, conn, p, t)
+	preview, err := storage.Preview(ctx, conn, p, t, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +96,7 @@ func applyOne(ctx context.Context, conn *pgx.Conn, p *policy.Policy, t storage.T
 	if err := fdw.Run(ctx, tx, fp.Before); err != nil {
 		return nil, err
 	}
-	pl, err := storage.ApplyTx(ctx, tx, p, t)
+	pl, err := storage.ApplyTx(ctx, tx, p, t, opts...)
 	if err != nil {
 		return nil, err
 	}

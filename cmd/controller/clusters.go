@@ -23,6 +23,20 @@ func configFlag(c *cobra.Command) {
 	c.Flags().StringP("config", "c", "privata.yaml", "configuration file (privata.yaml)")
 }
 
+// allowMissingFlag adds --allow-missing to plan and apply.
+func allowMissingFlag(c *cobra.Command) {
+	c.Flags().Bool("allow-missing", false, "tables the policy classifies that do not exist yet "+
+		"are pending (split when created through Privata) instead of an error")
+}
+
+// storageOptions are the storage options the command's flags ask for.
+func storageOptions(c *cobra.Command) []storage.Option {
+	if ok, _ := c.Flags().GetBool("allow-missing"); ok {
+		return []storage.Option{storage.AllowMissing()}
+	}
+	return nil
+}
+
 // loadTargets reads the configuration and its policies, and resolves the
 // databases to work on and how they reach each other.
 func loadTargets(c *cobra.Command) (*policy.Policy, []storage.Target, *fdw.Topology, error) {

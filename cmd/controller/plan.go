@@ -23,6 +23,7 @@ for review. It changes nothing: it works in a transaction that it rolls back.`,
 			RunE: runPlan,
 		}
 		configFlag(c)
+		allowMissingFlag(c)
 		return c
 	})
 }
@@ -55,7 +56,7 @@ func planOne(c *cobra.Command, p *policy.Policy, t storage.Target, topo *fdw.Top
 		return err
 	}
 	defer conn.Close(ctx)
-	pl, err := storage.Preview(ctx, conn, p, t)
+	pl, err := storage.Preview(ctx, conn, p, t, storageOptions(c)...)
 	if err != nil {
 		return err
 	}
