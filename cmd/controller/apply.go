@@ -38,20 +38,20 @@ func runApply(c *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	return applyAll(c.Context(), c.OutOrStdout(), p, targets, topo)
+	return applyAll(c.Context(), c.OutOrStdout(), p, targets, topo, storageOptions(c)...)
 }
 
 // applyAll applies the policy to every target in turn, saying on out what
 // it did to each; it stops at the first that fails.
 func applyAll(ctx context.Context, out io.Writer, p *policy.Policy, targets []storage.Target,
-	topo *fdw.Topology) error {
+	topo *fdw.Topology, opts ...storage.Option) error {
 	for i, t := range targets {
 		conn, err := connect(ctx, t, "privata apply")
 		if err != nil {
 			return fmt.Errorf("cluster %s: %w%s", t.Name, err, untouched(targets[i+1:]))
 		}
 		slog.Info("apply", "cluster", t.Name, "regions", t.Regions)
-		pl, err := applyOne(ctx, conn, p, t, topo, storageOptions(c)...)
+		pl, err := applyOne(ctx, conn, p, t, topo, opts...)
 		conn.Close(ctx)
 		if err != nil {
 			return fmt.Errorf("cluster %s: nothing was changed there: %w%s", t.Name, err,

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/privata/privata/policy"
+	"github.com/privata/privata/storage"
 )
 
 // devOptions are the flags of `privata dev` (and `privata demo`).
@@ -70,7 +71,7 @@ func runDev(ctx context.Context, o devOptions, out io.Writer,
 	if err != nil {
 		return err
 	}
-	if err := applyAll(ctx, indent(out), s.pol, targets, topo); err != nil {
+	if err := applyAll(ctx, indent(out), s.pol, targets, topo, storage.AllowMissing()); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
