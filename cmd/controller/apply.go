@@ -61,6 +61,10 @@ func applyAll(ctx context.Context, out io.Writer, p *policy.Policy, targets []st
 			fmt.Fprintf(out, "cluster %s: %s does not exist yet; it will be split when created "+
 				"through Privata\n", t.Name, name)
 		}
+		if len(pl.Pending) > 0 {
+			fmt.Fprintf(out, "cluster %s: cross-region views wait until every classified table "+
+				"exists (apply again then)\n", t.Name)
+		}
 		if pl.Empty() {
 			fmt.Fprintf(out, "cluster %s: nothing to do\n", t.Name)
 			continue
@@ -88,10 +92,16 @@ func applyOne(ctx context.Context, conn *pgx.Conn, p *policy.Policy, t storage.T
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background())
-	fp, err := fdw.PlanTx(ctx, tx, fdw.Input{Topology: topo, Target: t.Name,
-		SplitChanges: len(preview.Steps) > 0})
-	if err != nil {
-		return nil, err
+	// The cross-region objects cover every table the policy classifies;
+	// while one does not exist yet (AllowMissing), they wait for an apply
+	// after it has been created.
+	fp := &fdw.Plan{}
+	if len(preview.Pending) == 0 {
+		fp, err = fdw.PlanTx(ctx, tx, fdw.Input{Topology: topo, Target: t.Name,
+			SplitChanges: len(preview.Steps) > 0})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := fdw.Run(ctx, tx, fp.Before); err != nil {
 		return nil, err
