@@ -5,29 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/privata/privata/policy"
-	"github.com/privata/privata/storage"
 )
 
 // devOptions are the flags of `privata dev` (and `privata demo`).
 type devOptions struct {
 	data    string // data directory: one cluster per subdirectory
 	policy  string // policy file
-	listen  string // the proxy's address
+	listen  string // the proxy's address for the default region
 	metrics string // /metrics address; empty: none
 }
 
 func (o *devOptions) flags(c *cobra.Command) {
 	c.Flags().StringVar(&o.data, "data", ".privata/dev", "data directory (clusters, audit spool, "+
-		"generated privata.yaml)")
-	c.Flags().StringVar(&o.policy, "policy", "examples/clinic/policy.yaml", "policy file")
-	c.Flags().StringVar(&o.listen, "listen", "127.0.0.1:6432", "address the proxy listens on")
+		"log, generated privata.yaml)")
+	c.Flags().StringVarP(&o.policy, "policy", "c", "examples/clinic/policy.yaml", "policy file")
+	c.Flags().StringVar(&o.listen, "listen", "127.0.0.1:6432", "address the proxy listens on for "+
+		"the policy's default region; each other region gets the next port (port 0: any)")
 	c.Flags().StringVar(&o.metrics, "metrics-listen", "", "address of /metrics (default: none)")
 }
 
@@ -39,11 +41,15 @@ func init() {
 			Short: "Run Privata and local clusters for a policy, with no configuration",
 			Long: `Dev starts one local PostgreSQL cluster per cluster the policy's regions
 name (initdb on first start, under --data; the same data afterwards),
-applies the policy to them, and serves: the proxy, the audit consumers and
-the in-process read cache. Clients authenticate with trust, as the policy
-role whose pg_role is their user name. It writes the configuration it
+applies the policy to them, and serves: a proxy per region (sessions of
+the default region on --listen, each other region on the next port), the
+audit consumers and the in-process read cache. Clients authenticate with
+trust, as the policy role whose pg_role is their user name; the policy's
+roles may create tables in schema public, so that an application's
+migrations can run through Privata. Dev writes the configuration it
 generated to <data>/privata.yaml, for the other verbs (privata audit
-subject -c <data>/privata.yaml KEY). Ctrl-C stops everything, clusters
+subject -c <data>/privata.yaml KEY), and its log to <data>/privata.log
+(warnings and errors also to stderr). Ctrl-C stops everything, clusters
 included.`,
 			Args: cobra.NoArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
@@ -56,44 +62,82 @@ included.`,
 }
 
 // runDev starts the dev stack, applies the policy and serves until ctx
-// ends, then stops the clusters. serving, when set, runs once the proxy
-// accepts connections (before runDev says so on out); an error from it
-// stops everything.
+// ends, then stops the clusters. serving, when set, runs once every
+// region's proxy accepts connections (before runDev says where to
+// connect on out); an error from it stops everything.
 func runDev(ctx context.Context, o devOptions, out io.Writer,
 	serving func(ctx context.Context, s *devStack) error) (err error) {
+	closeLog, err := devLogging(o.data)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	s, err := startDevStack(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, s.stop()) }()
-	fmt.Fprintf(out, "Applying %s:\n", s.policyFile)
-	targets, topo, err := targetsOf(s.cfg, s.pol)
-	if err != nil {
+	if err := s.apply(ctx, out); err != nil {
 		return err
 	}
-	if err := applyAll(ctx, indent(out), s.pol, targets, topo, storage.AllowMissing()); err != nil {
-		return err
-	}
+	return s.serve(ctx, func(ctx context.Context) error {
+		if serving != nil {
+			if err := serving(ctx, s); err != nil {
+				return err
+			}
+		}
+		s.describe(out)
+		return nil
+	})
+}
+
+// serve runs a proxy per region (runServer) until ctx ends or one of them
+// fails. Once all accept connections, ready runs; an error from it stops
+// everything and is returned.
+func (s *devStack) serve(ctx context.Context, ready func(context.Context) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	errServing := errors.New("serving hook failed")
-	var hookErr error
-	err = runServer(ctx, s.cfg, s.pol, func(addr string) {
-		s.addr = addr
+	var listening sync.WaitGroup
+	listening.Add(len(s.endpoints))
+	stopped := make(chan error, len(s.endpoints))
+	for _, e := range s.endpoints {
 		go func() {
-			if serving != nil {
-				if hookErr = serving(ctx, s); hookErr != nil {
-					cancel(errServing)
-					return
-				}
-			}
-			s.describe(out)
+			stopped <- runServer(ctx, e.cfg, s.pol, func(addr string) {
+				e.addr = addr
+				listening.Done()
+			})
 		}()
-	})
-	if errors.Is(context.Cause(ctx), errServing) {
-		return hookErr
 	}
-	return err
+	errReady := errors.New("ready hook failed")
+	var readyErr error
+	hookDone := make(chan struct{})
+	go func() {
+		defer close(hookDone)
+		all := make(chan struct{})
+		go func() { listening.Wait(); close(all) }()
+		select {
+		case <-ctx.Done():
+			return
+		case <-all:
+		}
+		if readyErr = ready(ctx); readyErr != nil {
+			cancel(errReady)
+		}
+	}()
+	var errs []error
+	for range s.endpoints {
+		// One proxy stopping (an error, or ctx) stops the others.
+		err := <-stopped
+		cancel(nil)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	<-hookDone
+	if context.Cause(ctx) == errReady {
+		errs = append(errs, readyErr)
+	}
+	return errors.Join(errs...)
 }
 
 // describe says where to connect and what runs where.
@@ -102,23 +146,29 @@ func (s *devStack) describe(out io.Writer) {
 	for _, r := range s.pol.Roles {
 		roles = append(roles, r.PGRole)
 	}
-	fmt.Fprintf(out, "\nPrivata is serving on %s (user: a policy role: %s; no password).\n",
-		s.addr, strings.Join(roles, ", "))
-	fmt.Fprintf(out, "  url: %s\n", s.URL(roles[0]))
-	fmt.Fprintf(out, "  psql '%s'\n", s.URL(roles[0]))
-	for _, r := range s.pol.Regions {
-		c := s.clusters[r.Cluster]
-		fmt.Fprintf(out, "  region %s: cluster %s, PostgreSQL 127.0.0.1:%d, data %s\n", r.Name,
-			r.Cluster, c.pg.Port, s.rel(c.pg.Dir))
+	fmt.Fprintf(out, "\nPrivata is serving. Connect as a policy role (%s), no password:\n",
+		strings.Join(roles, ", "))
+	for _, e := range s.endpoints {
+		c := s.clusters[s.pol.Region(e.region).Cluster]
+		fmt.Fprintf(out, "  region %-4s psql '%s'\n", e.region, s.URL(e.region, roles[0]))
+		fmt.Fprintf(out, "              PostgreSQL 127.0.0.1:%d, data %s\n", c.pg.Port,
+			s.rel(c.pg.Dir))
 	}
-	fmt.Fprintf(out, "  configuration: %s (privata audit subject -c %s KEY)\n",
-		s.rel(s.cfg.File), s.rel(s.cfg.File))
+	fmt.Fprintf(out, "  configuration %s, log %s\n", s.rel(s.cfg.File),
+		s.rel(filepath.Join(s.dir, devLogFile)))
+	fmt.Fprintf(out, "  audit: privata audit subject -c %s <patient id>\n", s.rel(s.cfg.File))
 	fmt.Fprintln(out, "Ctrl-C stops Privata and the clusters.")
 }
 
-// URL is the Postgres URL a client connects to Privata with, as user.
-func (s *devStack) URL(user string) string {
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, s.addr, devDatabase)
+// URL is the Postgres URL a client of region connects to Privata with, as
+// user.
+func (s *devStack) URL(region, user string) string {
+	for _, e := range s.endpoints {
+		if e.region == region {
+			return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, e.addr, devDatabase)
+		}
+	}
+	return ""
 }
 
 // rel shows path relative to the working directory when it is below it.
@@ -133,27 +183,37 @@ func (s *devStack) rel(path string) string {
 	return path
 }
 
-// indent writes each line to w with two spaces in front.
-func indent(w io.Writer) io.Writer { return &indenter{w: w, bol: true} }
+// devLogFile is the log of privata dev, in its data directory.
+const devLogFile = "privata.log"
 
-type indenter struct {
-	w   io.Writer
-	bol bool
-}
-
-func (i *indenter) Write(p []byte) (int, error) {
-	var b strings.Builder
-	for _, c := range string(p) {
-		if i.bol {
-			b.WriteString("  ")
+// devLogging sends the log to <data>/privata.log at the --log-level, and
+// warnings and errors also to stderr: the terminal shows what dev prints
+// for people, not the server's lifecycle.
+func devLogging(data string) (func(), error) {
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(data, devLogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND,
+		0o600)
+	if err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	prev := slog.Default()
+	level := slog.LevelInfo
+	for l := slog.LevelDebug; l <= slog.LevelError; l += 4 {
+		if prev.Enabled(context.Background(), l) {
+			level = l
+			break
 		}
-		b.WriteRune(c)
-		i.bol = c == '\n'
 	}
-	if _, err := io.WriteString(i.w, b.String()); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	slog.SetDefault(slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(f, &slog.HandlerOptions{Level: level}),
+		slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)}),
+	)))
+	return func() {
+		slog.SetDefault(prev)
+		f.Close()
+	}, nil
 }
 
 // loadDevPolicy reads the policy and checks that dev can run it: every

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/privata/privata/config"
 	"github.com/privata/privata/internal/localpg"
 	"github.com/privata/privata/policy"
+	"github.com/privata/privata/storage"
 )
 
 // devDatabase is the database privata dev creates in each of its clusters.
@@ -33,7 +35,17 @@ type devStack struct {
 	pol        *policy.Policy
 	cfg        *config.Config
 	clusters   map[string]*devCluster
-	addr       string // the proxy's, once it listens
+	// endpoints are the proxies, one per region, the default region's
+	// first.
+	endpoints []*devEndpoint
+}
+
+// devEndpoint is the proxy of one region: its sessions' statements go to
+// that region's cluster unless routing says otherwise.
+type devEndpoint struct {
+	region string
+	cfg    *config.Config
+	addr   string // once it listens
 }
 
 type devCluster struct {
@@ -102,7 +114,94 @@ func startDevStack(ctx context.Context, o devOptions) (*devStack, error) {
 		s.stop()
 		return nil, err
 	}
+	if s.endpoints, err = s.regionEndpoints(o.listen); err != nil {
+		s.stop()
+		return nil, err
+	}
 	return s, nil
+}
+
+// regionEndpoints derives from the generated configuration (the default
+// region's) one per region: the others listen on the following ports,
+// leave the change consumers to the first (one consumer per slot) and
+// have no read cache (only the first hears of changes).
+func (s *devStack) regionEndpoints(listen string) ([]*devEndpoint, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	first, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("--listen: port %q is not a number", port)
+	}
+	regions := []string{s.cfg.Server.Region}
+	for _, r := range s.pol.Regions {
+		if r.Name != s.cfg.Server.Region {
+			regions = append(regions, r.Name)
+		}
+	}
+	var eps []*devEndpoint
+	for i, r := range regions {
+		if i == 0 {
+			eps = append(eps, &devEndpoint{region: r, cfg: s.cfg})
+			continue
+		}
+		cfg := *s.cfg
+		cfg.Server.Region = r
+		p := 0
+		if first != 0 {
+			p = first + i
+		}
+		cfg.Server.Listen = net.JoinHostPort(host, strconv.Itoa(p))
+		cfg.Server.MetricsListen = ""
+		cfg.Audit.ServeConsumers = false
+		cfg.Audit.SpoolDir = filepath.Join(s.dir, "audit-spool-"+r)
+		cfg.Cache.Backend = "off"
+		eps = append(eps, &devEndpoint{region: r, cfg: &cfg})
+	}
+	return eps, nil
+}
+
+// apply applies the policy to every cluster, with the tables the
+// application has not created yet pending, and lets the policy's roles
+// create tables in schema public (the application's migrations run
+// through Privata as one of them). It says in one line per cluster what
+// it did.
+func (s *devStack) apply(ctx context.Context, out io.Writer) error {
+	targets, topo, err := targetsOf(s.cfg, s.pol)
+	if err != nil {
+		return err
+	}
+	var roles []string
+	for _, r := range s.pol.Roles {
+		roles = append(roles, pgx.Identifier{r.PGRole}.Sanitize())
+	}
+	for _, t := range targets {
+		conn, err := connect(ctx, t, "privata dev")
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", t.Name, err)
+		}
+		pl, err := applyOne(ctx, conn, s.pol, t, topo, storage.AllowMissing())
+		if err == nil {
+			_, err = conn.Exec(ctx, "GRANT CREATE ON SCHEMA public TO "+strings.Join(roles, ", "))
+		}
+		conn.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("cluster %s: apply the policy: %w", t.Name, err)
+		}
+		slog.Info("applied", "cluster", t.Name, "steps", len(pl.Steps), "pending", len(pl.Pending))
+		what := "applied"
+		if pl.Empty() {
+			what = "up to date"
+		}
+		fmt.Fprintf(out, "Policy %s on cluster %s", what, t.Name)
+		if len(pl.Pending) > 0 {
+			fmt.Fprintf(out, " (%d classified tables not created yet: split when created through "+
+				"Privata)", len(pl.Pending))
+		}
+		fmt.Fprintln(out)
+	}
+	return nil
 }
 
 // startDevCluster starts cluster name in dir/name on its remembered port
@@ -178,8 +277,9 @@ func (s *devStack) writeConfig(o devOptions, st *devState) (*config.Config, erro
 			yamlQuote(st.FDWPassword))
 	}
 	fmt.Fprintf(&b, "policies: [%s]\n", yamlQuote(s.policyFile))
-	fmt.Fprintf(&b, "server:\n  listen: %s\n  metrics_listen: %s\n  two_phase_commit: true\n",
-		yamlQuote(o.listen), yamlQuote(o.metrics))
+	fmt.Fprintf(&b, "server:\n  listen: %s\n  metrics_listen: %s\n  region: %s\n"+
+		"  two_phase_commit: true\n", yamlQuote(o.listen), yamlQuote(o.metrics),
+		yamlQuote(s.pol.DefaultRegion()))
 	b.WriteString("auth: {method: trust}\n")
 	fmt.Fprintf(&b, "audit:\n  spool_dir: audit-spool\n  hmac_key: %s\n", yamlQuote(st.AuditKey))
 	b.WriteString("cache: {backend: memory}\n")
