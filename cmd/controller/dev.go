@@ -77,7 +77,7 @@ func runDev(ctx context.Context, o devOptions, out io.Writer,
 		return err
 	}
 	defer func() { err = errors.Join(err, s.stop()) }()
-	if err := s.apply(ctx, out); err != nil {
+	if err := s.apply(ctx, out, ""); err != nil {
 		return err
 	}
 	return s.serve(ctx, func(ctx context.Context) error {

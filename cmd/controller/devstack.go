@@ -166,8 +166,8 @@ func (s *devStack) regionEndpoints(listen string) ([]*devEndpoint, error) {
 // application has not created yet pending, and lets the policy's roles
 // create tables in schema public (the application's migrations run
 // through Privata as one of them). It says in one line per cluster what
-// it did.
-func (s *devStack) apply(ctx context.Context, out io.Writer) error {
+// it did, after prefix.
+func (s *devStack) apply(ctx context.Context, out io.Writer, prefix string) error {
 	targets, topo, err := targetsOf(s.cfg, s.pol)
 	if err != nil {
 		return err
@@ -194,7 +194,7 @@ func (s *devStack) apply(ctx context.Context, out io.Writer) error {
 		if pl.Empty() {
 			what = "up to date"
 		}
-		fmt.Fprintf(out, "Policy %s on cluster %s", what, t.Name)
+		fmt.Fprintf(out, "%sPolicy %s on cluster %s", prefix, what, t.Name)
 		if len(pl.Pending) > 0 {
 			fmt.Fprintf(out, " (%d classified tables not created yet: split when created through "+
 				"Privata)", len(pl.Pending))
