@@ -46,7 +46,7 @@ func tour(ctx context.Context, s *devStack, example string, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := tourAudit(ctx, eu, pseudonym, out); err != nil {
+	if err := tourAudit(ctx, eu, pseudonym, len(s.pol.Roles), out); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "  full accounting: privata audit subject -c %s %s\n", s.rel(s.cfg.File), id)
@@ -57,17 +57,16 @@ func tour(ctx context.Context, s *devStack, example string, out io.Writer) error
 func tourRegions(ctx context.Context, s *devStack, direct map[string]*pgx.Conn,
 	out io.Writer) error {
 	fmt.Fprintln(out, "\nRows per region (each cluster counted directly):")
-	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(w, "  \t")
+	fmt.Fprintf(out, "  %-14s", "")
 	for _, r := range s.pol.Regions {
-		fmt.Fprintf(w, "%s\t", r.Name)
+		fmt.Fprintf(out, "%6s", r.Name)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintln(out)
 	for _, table := range synthea.Tables {
 		if s.pol.Table("public", table) == nil {
 			continue
 		}
-		fmt.Fprintf(w, "  %s\t", table)
+		fmt.Fprintf(out, "  %-14s", table)
 		for _, r := range s.pol.Regions {
 			var n int64
 			err := direct[r.Cluster].QueryRow(ctx, "SELECT count(*) FROM "+
@@ -75,11 +74,11 @@ func tourRegions(ctx context.Context, s *devStack, direct map[string]*pgx.Conn,
 			if err != nil {
 				return fmt.Errorf("count %s in %s: %w", table, r.Name, err)
 			}
-			fmt.Fprintf(w, "%d\t", n)
+			fmt.Fprintf(out, "%6d", n)
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintln(out)
 	}
-	return w.Flush()
+	return nil
 }
 
 // tourRoles reads one patient through Privata as each policy role.
@@ -158,13 +157,13 @@ func tourStorage(ctx context.Context, conn *pgx.Conn, id string, out io.Writer) 
 		if err != nil {
 			return "", fmt.Errorf("rows of %s: %w", t, err)
 		}
-		fmt.Fprintf(w, "  %s\t%d row(s)\t%s\n", t, n, abbreviate(cols, 7))
+		fmt.Fprintf(w, "  %s\t%d row(s)\t%s\n", t, n, abbreviate(cols, 4))
 	}
 	if err := w.Flush(); err != nil {
 		return "", err
 	}
-	fmt.Fprintf(out, "  linked only by the random pseudonym %s; no name, SSN or patient id\n"+
-		"  in privata_clinical\n", pseudonym)
+	fmt.Fprintf(out, "  linked by the random pseudonym %s only: privata_clinical\n"+
+		"  holds no name, SSN or patient id\n", pseudonym)
 	return pseudonym, nil
 }
 
@@ -173,13 +172,14 @@ func abbreviate(names []string, n int) string {
 	if len(names) <= n {
 		return strings.Join(names, ", ")
 	}
-	return fmt.Sprintf("%s, ... (%d columns)", strings.Join(names[:n], ", "), len(names))
+	return fmt.Sprintf("%s, ... (%d in all)", strings.Join(names[:n], ", "), len(names))
 }
 
 // tourAudit prints the patient's audit trail, grouped. The read audit
 // ships from a spool and the change audit comes from the WAL, so it waits
-// (a little) for both to arrive.
-func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, out io.Writer) error {
+// (15 seconds at most) for the reads of every role and a change.
+func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, readers int,
+	out io.Writer) error {
 	fmt.Fprintln(out, "\nThe patient's audit trail (privata_audit.disclosures on the EU cluster):")
 	q := `SELECT kind, coalesce(role, '-'), coalesce(purpose, '-'), action,
 			array_to_string(tables, ','), count(*), min(at)
@@ -191,7 +191,7 @@ func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, out io.Wri
 		at                                  time.Time
 	}
 	var groups []group
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		rows, _ := conn.Query(ctx, q, pseudonym)
 		var err error
@@ -210,7 +210,7 @@ func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, out io.Wri
 				changes++
 			}
 		}
-		if reads > 0 && changes > 0 || time.Now().After(deadline) {
+		if reads >= readers && changes > 0 || time.Now().After(deadline) {
 			break
 		}
 		select {
