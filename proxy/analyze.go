@@ -27,6 +27,9 @@ type stmtInfo struct {
 	// wire, when set, is the text sent upstream in place of the client's,
 	// and sideWire the one a side connection gets (rewrite.go).
 	wire, sideWire string
+	// ddl is set for a CREATE TABLE of a classified table, which Privata
+	// carries out itself (ddl.go).
+	ddl *rewrite.TableDDL
 }
 
 // stmtFacts are one statement's effects on the session.
@@ -128,9 +131,10 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 		return emptyInfo, nil
 	}
 	sess := rewrite.Session{Role: s.role, BreakGlass: s.breakGlass}
-	rewrites := false
+	rewrites, creates := false, false
 	for _, st := range an.Statements {
 		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
+		creates = creates || (st.Kind == rewrite.DDL && st.Tag == "CREATE TABLE" && len(c.Tables) > 0)
 		d := rewrite.Decide(st, c, sess)
 		if d.Action == rewrite.Refuse {
 			s.srv.decided(st.Kind, 1).Inc()
@@ -147,10 +151,25 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 			return nil, e
 		}
 	}
+	var ddl *rewrite.TableDDL
+	if creates {
+		var e *Error
+		if ddl, e = s.tableDDL(text, an); e != nil {
+			s.srv.decided(an.Statements[0].Kind, 1).Inc()
+			m.refused.WithLabelValues(e.Code).Inc()
+			return nil, e
+		}
+	}
 	for _, st := range an.Statements {
 		s.srv.decided(st.Kind, 0).Inc()
 	}
-	return s.withWire(s.planRead(s.info(an), sql, an), wire)
+	info, e := s.withWire(s.planRead(s.info(an), sql, an), wire)
+	if ddl != nil && e == nil {
+		c := *info
+		c.ddl = ddl
+		info = &c
+	}
+	return info, e
 }
 
 // info builds the stmtInfo of an allowed analysis and updates what the

@@ -90,6 +90,9 @@ func (s *session) pass(typ byte, n int) error {
 
 // relay handles one upstream message.
 func (s *session) relay(typ byte, n int) error {
+	if e := s.head(); e != nil && e.own != nil {
+		return s.relayOwn(e, typ, n)
+	}
 	if e := s.head(); e != nil && !e.hidden && (e.rd != nil || e.strip > 0 || e.fill != nil) {
 		if done, err := s.relayRead(e, typ, n); done {
 			return err

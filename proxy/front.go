@@ -133,6 +133,11 @@ func (s *session) query(n int) error {
 		s.writeQuery(standIn)
 		return nil
 	}
+	if info.ddl != nil {
+		if handled, err := s.ownDDL(info.ddl); handled || err != nil {
+			return err
+		}
+	}
 	homeWrite := false
 	if s.regions != nil {
 		handled, write, err := s.routeQuery(string(text), info.wireText(text))
@@ -192,6 +197,9 @@ func (s *session) parse(n int) error {
 		return nil // an error on another region's cluster: skip to Sync
 	}
 	info, refusal := s.analyze(text)
+	if refusal == nil && info.ddl != nil {
+		refusal = ddlRefusal(info.ddl, "by the extended query protocol")
+	}
 	if s.regions != nil {
 		delete(s.regions.parses, string(name))
 		delete(s.regions.wire, string(name))

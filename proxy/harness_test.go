@@ -71,8 +71,11 @@ type envOptions struct {
 	tlsCert     string
 	tlsKey      string
 	sessionUser string
-	onEnd       func(SessionInfo, error)
-	observe     func(*stmtInfo) observer
+	// urlOnly leaves the cluster without a session_url: sessions connect
+	// as the user of its url, which applies the policy.
+	urlOnly bool
+	onEnd   func(SessionInfo, error)
+	observe func(*stmtInfo) observer
 	// policy replaces testPolicy; setup runs on the database before the
 	// server starts (readpath_test.go); audit and cache are the read path.
 	policy string
@@ -117,6 +120,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		SessionURL: config.Env(fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable",
 			user, c.Port(), db.Name)),
 	}}
+	if o.urlOnly {
+		cfg.Clusters["main"].SessionURL = ""
+	}
 	cfg.Policies = []string{policyFile}
 	cfg.Auth = o.auth
 	if cfg.Auth.Method == "" {

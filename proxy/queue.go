@@ -57,6 +57,9 @@ type entry struct {
 	// connection (two-phase commit, moves), receives its error or the
 	// first column of its rows at ReadyForQuery.
 	result chan hiddenResult
+	// own, for a query of Privata's own connection (ddl.go), receives
+	// its whole answer at ReadyForQuery.
+	own chan []byte
 	// The read path (readrelay.go): rd follows a statement's results, strip
 	// is the number of hidden columns a Describe's RowDescription loses,
 	// answer is a response Privata gives itself (a cache hit), emitted

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/privata/privata/policy"
 	"github.com/privata/privata/regions"
 	"github.com/privata/privata/rewrite"
+	"github.com/privata/privata/storage"
 )
 
 // authTimeout bounds the time from accept to a finished startup, as
@@ -50,6 +53,9 @@ type Options struct {
 	// Cache, when set, answers cacheable reads and is invalidated by the
 	// writes sessions make through the server.
 	Cache *cache.Cache
+	// Targets are the clusters' split storages (storage.Targets); nil
+	// has the server work them out from its configuration.
+	Targets []storage.Target
 }
 
 // SessionInfo describes a client connection for logs. It holds no SQL and
@@ -81,6 +87,9 @@ type Server struct {
 
 	upstreamCluster string
 	upstream        *pgconn.Config
+	// storage is the split storage of the sessions' cluster, which DDL
+	// through Privata changes (ddl.go); nil when it is not known.
+	storage *storage.Target
 
 	// Regions: the sessions' region, the cluster (storage target) that
 	// stores it, and every cluster's session connection.
@@ -169,12 +178,26 @@ func New(cfg *config.Config, pol *policy.Policy, opts Options) (*Server, error) 
 	if err := srv.initRegions(); err != nil {
 		return nil, err
 	}
+	srv.initStorage()
 	srv.metrics = newMetrics(opts.Registerer)
 	srv.initAnalysis()
 	if srv.read, err = newReadPath(srv); err != nil {
 		return nil, err
 	}
 	return srv, nil
+}
+
+// initStorage finds the storage target of the sessions' cluster.
+func (srv *Server) initStorage() {
+	targets := srv.opts.Targets
+	if targets == nil {
+		targets, _ = storage.Targets(srv.cfg, srv.pol)
+	}
+	for i, t := range targets {
+		if slices.Contains(strings.Split(t.Name, "+"), srv.upstreamCluster) {
+			srv.storage = &targets[i]
+		}
+	}
 }
 
 // sessionCluster names the cluster sessions connect to: that of the

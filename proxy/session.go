@@ -73,6 +73,7 @@ type session struct {
 	homeWrote  atomic.Bool
 	cycleError atomic.Bool
 	own        hiddenResult
+	ownAnswer  []byte // the answer of a query of ownConn so far (ddl.go)
 	regions    *regionState
 	backExit   chan struct{} // closed when the upstream side ends
 	rs         readState     // the read path's state (readstate.go)
@@ -109,6 +110,9 @@ func (srv *Server) open(nc net.Conn, st *startup) (*session, error) {
 	if err := s.connect(st); err != nil {
 		return nil, err
 	}
+	// The upstream connection starts outside a transaction block; the
+	// relay learns its status from each ReadyForQuery.
+	s.txStatus.Store('I')
 	s.ctx = newUpstreamContext(settings)
 	s.regions = srv.newRegionState(st)
 	s.rs.init(s, settings)

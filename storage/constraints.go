@@ -67,6 +67,13 @@ func (pl *planner) placeConstraints(a *adoption) error {
 func (pl *planner) placeForeignKey(a *adoption, k *Constraint) error {
 	t, s := a.t, a.split
 	target := pl.p.Table(k.RefSchema, k.RefTable)
+	if t.Kind == policy.Child && s.Subject != nil && k.RefSchema == IdentitySchema &&
+		k.RefTable == s.Subject.Table.Name {
+		// A child created after its subject was split refers to the
+		// subject's identity table, which holds its key: the subject's
+		// application name is a view, which a foreign key cannot refer to.
+		target = s.Subject.Table
+	}
 	if t.Kind == policy.Child && slices.Contains(k.Columns, t.Reference) {
 		subj := s.Subject.Table
 		if target != subj || !slices.Equal(k.Columns, []string{t.Reference}) ||

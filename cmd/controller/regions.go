@@ -24,6 +24,9 @@ func routing(ctx context.Context, cfg *config.Config, pol *policy.Policy,
 	if err != nil {
 		return nil, err
 	}
+	// DDL on classified tables through the proxy splits new tables in
+	// each cluster's storage.
+	opts.Targets = targets
 	if len(targets) < 2 {
 		return func() {}, nil
 	}
