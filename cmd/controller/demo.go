@@ -114,12 +114,15 @@ func demo(ctx context.Context, s *devStack, example string, out io.Writer) error
 	return tour(ctx, s, example, out)
 }
 
-// connect connects through the proxy of region as user, for purpose.
+// connect connects through the proxy of region as user, for purpose, with
+// actor "demo" (the audit trail's actor).
 func (s *devStack) connect(ctx context.Context, region, user, purpose string) (*pgx.Conn, error) {
-	u := s.URL(region, user) + "&application_name=clinic-demo"
+	options := "-c privata.actor=demo"
 	if purpose != "" {
-		u += "&options=" + strings.ReplaceAll(url.QueryEscape("-c privata.purpose="+purpose), "+", "%20")
+		options += " -c privata.purpose=" + purpose
 	}
+	u := s.URL(region, user) + "&application_name=clinic-demo&options=" +
+		strings.ReplaceAll(url.QueryEscape(options), "+", "%20")
 	conn, err := pgx.Connect(ctx, u)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Privata (region %s, as %s): %w", region, user, err)

@@ -181,12 +181,12 @@ func abbreviate(names []string, n int) string {
 func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, readers int,
 	out io.Writer) error {
 	fmt.Fprintln(out, "\nThe patient's audit trail (privata_audit.disclosures on the EU cluster):")
-	q := `SELECT kind, coalesce(role, '-'), coalesce(purpose, '-'), action,
-			array_to_string(tables, ','), count(*), min(at)
+	q := `SELECT kind, coalesce(actor, '-'), coalesce(role, '-'), coalesce(purpose, '-'),
+			action, array_to_string(tables, ','), count(*), min(at)
 		FROM privata_audit.disclosures($1::uuid)
-		GROUP BY 1, 2, 3, 4, 5 ORDER BY min(at), 1, 5`
+		GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY min(at), 1, 6, 3`
 	type group struct {
-		kind, role, purpose, action, tables string
+		kind, actor, role, purpose, action, tables string
 		n                                   int64
 		at                                  time.Time
 	}
@@ -197,7 +197,8 @@ func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, readers in
 		var err error
 		groups, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (group, error) {
 			var g group
-			return g, r.Scan(&g.kind, &g.role, &g.purpose, &g.action, &g.tables, &g.n, &g.at)
+			return g, r.Scan(&g.kind, &g.actor, &g.role, &g.purpose, &g.action, &g.tables, &g.n,
+				&g.at)
 		})
 		if err != nil {
 			return fmt.Errorf("audit trail: %w", err)
@@ -220,10 +221,10 @@ func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, readers in
 		}
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "  first at\tkind\trole\tpurpose\taction\ttables\tcount")
+	fmt.Fprintln(w, "  first at\tkind\tactor\trole\tpurpose\taction\ttable\tcount")
 	for _, g := range groups {
-		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\n", g.at.UTC().Format("15:04:05"), g.kind,
-			g.role, g.purpose, g.action, g.tables, g.n)
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", g.at.UTC().Format("15:04:05"),
+			g.kind, g.actor, g.role, g.purpose, g.action, g.tables, g.n)
 	}
 	return w.Flush()
 }
