@@ -187,8 +187,8 @@ func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, readers in
 		GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY min(at), 1, 6, 3`
 	type group struct {
 		kind, actor, role, purpose, action, tables string
-		n                                   int64
-		at                                  time.Time
+		n                                          int64
+		at                                         time.Time
 	}
 	var groups []group
 	deadline := time.Now().Add(15 * time.Second)
