@@ -203,7 +203,8 @@ func TestDemoLoadsBothSetsAndRestartsOnTheSameData(t *testing.T) {
 
 	d := startDemo(t, data)
 	out := d.out.String()
-	for _, want := range []string{"region us   13 of 13 migrations applied now (0 before)",
+	for _, want := range []string{"eu (new), us (new)",
+		"region us   13 of 13 migrations applied now (0 before)",
 		"region eu   13 of 13 migrations applied now (0 before)",
 		"data/us   27 patients", "data/se   13 patients"} {
 		if !strings.Contains(out, want) {
@@ -262,7 +263,8 @@ func TestDemoLoadsBothSetsAndRestartsOnTheSameData(t *testing.T) {
 	// Again, on the same data.
 	d = startDemo(t, data)
 	out = d.out.String()
-	for _, want := range []string{"Policy up to date on cluster eu", "Policy up to date on cluster us",
+	for _, want := range []string{"eu (reused), us (reused)",
+		"Policy up to date on cluster eu", "Policy up to date on cluster us",
 		"region us    0 of 13 migrations applied now (13 before)",
 		"region eu    0 of 13 migrations applied now (13 before)",
 		"data/us   already loaded", "data/se   already loaded"} {

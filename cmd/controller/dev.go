@@ -77,6 +77,15 @@ func runDev(ctx context.Context, o devOptions, out io.Writer,
 		return err
 	}
 	defer func() { err = errors.Join(err, s.stop()) }()
+	var started []string
+	for _, name := range s.clusterNames() {
+		how := "reused"
+		if s.clusters[name].fresh {
+			how = "new"
+		}
+		started = append(started, fmt.Sprintf("%s (%s)", name, how))
+	}
+	fmt.Fprintf(out, "Clusters under %s: %s\n", s.rel(s.dir), strings.Join(started, ", "))
 	if err := s.apply(ctx, out, ""); err != nil {
 		return err
 	}

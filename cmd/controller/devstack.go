@@ -49,8 +49,9 @@ type devEndpoint struct {
 }
 
 type devCluster struct {
-	name string
-	pg   *localpg.Cluster
+	name  string
+	pg    *localpg.Cluster
+	fresh bool // initialised by this start
 }
 
 // devState is what the data directory remembers between starts, in
@@ -196,8 +197,8 @@ func (s *devStack) apply(ctx context.Context, out io.Writer, prefix string) erro
 		}
 		fmt.Fprintf(out, "%sPolicy %s on cluster %s", prefix, what, t.Name)
 		if len(pl.Pending) > 0 {
-			fmt.Fprintf(out, " (%d classified tables not created yet: split when created through "+
-				"Privata)", len(pl.Pending))
+			fmt.Fprintf(out, " (%d tables not created yet: split when created through Privata)",
+				len(pl.Pending))
 		}
 		fmt.Fprintln(out)
 	}
@@ -237,7 +238,7 @@ func startDevCluster(ctx context.Context, dir, name string, st *devState) (*devC
 		pg.Stop()
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
-	return &devCluster{name: name, pg: pg}, nil
+	return &devCluster{name: name, pg: pg, fresh: fresh}, nil
 }
 
 func portFree(port int) bool {
