@@ -239,6 +239,19 @@ func TestDemoLoadsBothSetsAndRestartsOnTheSameData(t *testing.T) {
 		}
 	}
 
+	// The patient's audit trail: the loader's inserts, from the WAL, and
+	// each role's read, from the proxy, with actor, role and purpose.
+	for _, re := range []string{
+		`change +demo +clinician +treatment +insert +privata_identity\.patients +1\n`,
+		`change +demo +clinician +treatment +insert +privata_clinical\.encounters +14\n`,
+		`read +demo +clinician +treatment +allowed +public\.patients +1\n`,
+		`read +demo +reception +- +masked +public\.patients +1\n`,
+		`read +demo +analyst +research +masked +public\.patients +1\n`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("the audit trail lacks %s:\n%s", re, out)
+		}
+	}
+
 	// A real psql, through Privata, as policy roles: the analyst counts
 	// patients and sees no SSN; the EU clinician sees the Swedish ones'.
 	if got := psql(t, d.url(t, "us", "analyst"),
