@@ -29,7 +29,7 @@ type stmtInfo struct {
 	wire, sideWire string
 	// ddl is set for a CREATE TABLE of a classified table, which Privata
 	// carries out itself (ddl.go).
-	ddl *rewrite.TableDDL
+	ddl *ddlScript
 }
 
 // stmtFacts are one statement's effects on the session.
@@ -134,7 +134,7 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	rewrites, creates := false, false
 	for _, st := range an.Statements {
 		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
-		creates = creates || (st.Kind == rewrite.DDL && st.Tag == "CREATE TABLE" && len(c.Tables) > 0)
+		creates = creates || (st.Kind == rewrite.DDL && (len(c.Tables) > 0 || st.Tag == "DROP INDEX"))
 		d := rewrite.Decide(st, c, sess)
 		if d.Action == rewrite.Refuse {
 			s.srv.decided(st.Kind, 1).Inc()
@@ -151,7 +151,7 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 			return nil, e
 		}
 	}
-	var ddl *rewrite.TableDDL
+	var ddl *ddlScript
 	if creates {
 		var e *Error
 		if ddl, e = s.tableDDL(text, an); e != nil {

@@ -23,7 +23,9 @@ import (
 // the new, empty table into split storage (storage.ApplyTx), before the
 // client gets its CommandComplete. A table already split makes CREATE
 // TABLE IF NOT EXISTS a no-op with PostgreSQL's own notice, since its
-// name is then a view.
+// name is then a view. Other DDL on a split table (package rewrite says
+// which) runs on its base tables as the session's upstream user, and the
+// planner derives the table's views, triggers and grants again.
 //
 // The storage planner speaks pgx; it gets a pgx connection (ownConn) whose
 // other end is served here: each of its queries is written to the home
@@ -33,10 +35,10 @@ import (
 // runs as may not own Privata's schemas); the client's statement runs as
 // the client's role.
 
-// ownDDL carries out a simple Query holding one statement that creates a
+// ownDDL carries out a simple Query holding one DDL statement on a
 // classified table. handled is false when the Query is to be forwarded
 // as it is: in a failed transaction block, where PostgreSQL refuses it.
-func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
+func (s *session) ownDDL(script *ddlScript) (handled bool, err error) {
 	status, err := s.drain()
 	if err != nil {
 		return true, err
@@ -45,9 +47,13 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 		return false, nil
 	}
 	if s.srv.storage == nil {
-		return true, s.refuseQuery(&Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("CREATE "+
-			"TABLE of %s, which the policy classifies, is not supported: Privata does not know the "+
-			"storage of cluster %s", d.Table.QualifiedName(), s.srv.upstreamCluster)})
+		if !script.tables() {
+			return false, nil
+		}
+		d := script.first()
+		return true, s.refuseQuery(&Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("%s on "+
+			"%s, which the policy classifies, is not supported: Privata does not know the storage of "+
+			"cluster %s", d.Tag, d.Name(), s.srv.upstreamCluster)})
 	}
 	ctx := context.Background()
 	var notices []*pgconn.Notice
@@ -62,7 +68,46 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 	}
 	defer conn.Close(ctx)
 	implicit := status == 'I'
-	tag, e := s.createTable(ctx, conn, d, implicit, &collect)
+	var out []byte
+	flushNotices := func() {
+		for _, n := range notices {
+			out = append(out, encodeMessage((*pgproto3.NoticeResponse)(noticeMessage(n)))...)
+		}
+		notices = nil
+	}
+	var e *Error
+	if implicit {
+		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+			e = pgError(err, "begin")
+		}
+	}
+	// The statements run in order, in one transaction, as PostgreSQL runs
+	// those of one Query; the first error ends them.
+	for _, st := range script.steps {
+		if e != nil {
+			break
+		}
+		var answer []byte
+		if st.ddl != nil {
+			var tag string
+			run := s.runDDL
+			if st.ddl.Index != nil {
+				run = s.dropIndex
+			}
+			if tag, e = run(ctx, conn, st.ddl, &collect); e == nil {
+				answer = encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+			}
+		} else {
+			answer, e = s.runPlain(ctx, conn, st.text, &collect)
+		}
+		flushNotices()
+		out = append(out, answer...)
+	}
+	if e == nil && implicit {
+		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+			e = pgError(err, "commit")
+		}
+	}
 	if e != nil {
 		if implicit {
 			conn.Exec(ctx, "ROLLBACK")
@@ -71,36 +116,157 @@ func (s *session) ownDDL(d *rewrite.TableDDL) (handled bool, err error) {
 			// transaction block fails as it would on PostgreSQL's error.
 			conn.Exec(ctx, standIn)
 		}
-		b := e.encode()
-		b = append(b, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: byte(s.txStatus.Load())})...)
-		return true, s.toClient(b)
-	}
-	if !implicit {
+		out = append(out, e.encode()...)
+	} else if !implicit {
 		s.homeWrote.Store(true)
 	}
-	var b []byte
-	for _, n := range notices {
-		b = append(b, encodeMessage((*pgproto3.NoticeResponse)(noticeMessage(n)))...)
+	out = append(out, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: byte(s.txStatus.Load())})...)
+	return true, s.toClient(out)
+}
+
+// ddlScript is a Query holding DDL on classified tables, which Privata
+// runs itself statement by statement: ORMs send migration files whole.
+type ddlScript struct {
+	steps []ddlStep
+}
+
+// ddlStep is one statement of a ddlScript: DDL on a classified table, or
+// a statement that names no classified table, run as it is.
+type ddlStep struct {
+	ddl  *rewrite.TableDDL
+	text string
+}
+
+func (sc *ddlScript) first() *rewrite.TableDDL {
+	for _, st := range sc.steps {
+		if st.ddl != nil {
+			return st.ddl
+		}
 	}
-	b = append(b, encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(tag)})...)
-	b = append(b, encodeMessage(&pgproto3.ReadyForQuery{TxStatus: byte(s.txStatus.Load())})...)
-	return true, s.toClient(b)
+	return nil
+}
+
+// tables reports whether the script holds DDL on a classified table (not
+// only DROP INDEX, whose table the catalog says).
+func (sc *ddlScript) tables() bool {
+	for _, st := range sc.steps {
+		if st.ddl != nil && st.ddl.Table != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// dropIndex carries out DROP INDEX: of an index of a split table's base
+// table, which the application created through Privata and names as its
+// own, as the session's upstream user; of any other, as the client wrote
+// it.
+func (s *session) dropIndex(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
+	collect *bool) (string, *Error) {
+	ix := *d.Index
+	var visible bool
+	name := pgx.Identifier{ix[1]}
+	if ix[0] != "" {
+		name = pgx.Identifier{ix[0], ix[1]}
+	}
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+		name.Sanitize()).Scan(&visible); err != nil {
+		return "", pgError(err, "read the catalog")
+	}
+	var t *policy.Table
+	var schema string
+	if !visible && ix[0] != storage.IdentitySchema && ix[0] != storage.ClinicalSchema {
+		var table string
+		err := conn.QueryRow(ctx, `SELECT n.nspname, t.relname FROM pg_catalog.pg_index x
+			JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+			JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+			JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+			WHERE i.relname = $1 AND n.nspname IN ($2, $3)`, ix[1], storage.IdentitySchema,
+			storage.ClinicalSchema).Scan(&schema, &table)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return "", pgError(err, "read the catalog")
+		}
+		for _, pt := range s.srv.pol.Tables {
+			if pt.Name == table && (ix[0] == "" || ix[0] == pt.Schema) {
+				t = pt
+			}
+		}
+	}
+	if t == nil {
+		*collect = true
+		ct, err := conn.Exec(ctx, d.Text())
+		*collect = false
+		if err != nil {
+			return "", pgError(err, "")
+		}
+		return ct.String(), nil
+	}
+	sql := "DROP INDEX "
+	if d.IfExists {
+		sql += "IF EXISTS "
+	}
+	sql += pgx.Identifier{schema, ix[1]}.Sanitize()
+	if d.Cascade {
+		sql += " CASCADE"
+	}
+	dd := *d
+	dd.Table = t
+	if e := s.mayChange(ctx, conn, t); e != nil {
+		return "", e
+	}
+	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
+		return "", pgError(err, "reset role")
+	}
+	*collect = true
+	_, err := conn.Exec(ctx, sql)
+	*collect = false
+	if err != nil {
+		return "", pgError(err, "")
+	}
+	if e := s.derive(ctx, conn, &dd); e != nil {
+		return "", e
+	}
+	return d.Tag, nil
+}
+
+// runPlain runs a statement that names no classified table, as the
+// client's role, and returns its answer for the client.
+func (s *session) runPlain(ctx context.Context, conn *pgx.Conn, text string, collect *bool) ([]byte, *Error) {
+	*collect = true
+	res, err := conn.PgConn().Exec(ctx, text).ReadAll()
+	*collect = false
+	if err != nil {
+		return nil, pgError(err, "")
+	}
+	var out []byte
+	for _, r := range res {
+		if len(r.FieldDescriptions) > 0 {
+			fields := make([]pgproto3.FieldDescription, len(r.FieldDescriptions))
+			for i, f := range r.FieldDescriptions {
+				fields[i] = pgproto3.FieldDescription{Name: []byte(f.Name), TableOID: f.TableOID,
+					TableAttributeNumber: f.TableAttributeNumber, DataTypeOID: f.DataTypeOID,
+					DataTypeSize: f.DataTypeSize, TypeModifier: f.TypeModifier, Format: f.Format}
+			}
+			out = append(out, encodeMessage(&pgproto3.RowDescription{Fields: fields})...)
+			for _, row := range r.Rows {
+				out = append(out, encodeMessage(&pgproto3.DataRow{Values: row})...)
+			}
+		}
+		out = append(out, encodeMessage(&pgproto3.CommandComplete{CommandTag: []byte(r.CommandTag.String())})...)
+	}
+	return out, nil
 }
 
 // failed reports whether the home connection's transaction block failed.
 func (s *session) failed() bool { return s.txStatus.Load() == 'E' }
 
-// createTable runs the client's CREATE TABLE and adopts the table; it
-// returns the command tag, or the error to answer with.
-func (s *session) createTable(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL, implicit bool,
+// runDDL carries out the client's DDL on a classified table and has the
+// storage planner adopt or derive the table again; it returns the command
+// tag, or the error to answer with.
+func (s *session) runDDL(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
 	collect *bool) (string, *Error) {
-	if implicit {
-		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
-			return "", pgError(err, "begin")
-		}
-	}
 	split := map[*policy.Table]bool{}
-	for _, t := range d.References {
+	for _, t := range append([]*policy.Table{d.Table}, d.References...) {
 		var v bool
 		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
 			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -110,37 +276,59 @@ func (s *session) createTable(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 		}
 		split[t] = v
 	}
-	sql, bases, err := d.SQL(func(t *policy.Table) bool { return split[t] })
-	if err != nil {
-		return "", &Error{Code: rewrite.CodeInternalError, Message: "CREATE TABLE rewrite failed"}
+	isSplit := func(t *policy.Table) bool { return split[t] }
+	var tag string
+	if d.Create || !split[d.Table] {
+		// A table that is not split yet (or is being created) is the
+		// application's own: its statement runs as it wrote it.
+		sql, bases, err := d.SQL(isSplit)
+		if err != nil {
+			return "", &Error{Code: rewrite.CodeInternalError, Message: "CREATE TABLE rewrite failed"}
+		}
+		// The policy's roles may not refer to base tables: the client's
+		// role may for the time of its statement, in the transaction.
+		granted, e := s.grantReferences(ctx, conn, bases)
+		if e != nil {
+			return "", e
+		}
+		*collect = true
+		ct, err := conn.Exec(ctx, sql)
+		*collect = false
+		if err != nil {
+			return "", pgError(err, "")
+		}
+		tag = ct.String()
+		if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
+			return "", pgError(err, "reset role")
+		}
+		role := pgx.Identifier{s.role.PGRole}.Sanitize()
+		for _, b := range granted {
+			if _, err := conn.Exec(ctx, "REVOKE REFERENCES ON "+b+" FROM "+role); err != nil {
+				return "", pgError(err, "revoke")
+			}
+		}
+	} else {
+		if e := s.changeSplit(ctx, conn, d, isSplit, collect); e != nil {
+			return "", e
+		}
+		tag = d.Tag
 	}
-	// The policy's roles may not refer to base tables: the client's role
-	// may for the time of its statement, in the transaction.
-	granted, e := s.grantReferences(ctx, conn, bases)
-	if e != nil {
+	if e := s.derive(ctx, conn, d); e != nil {
 		return "", e
 	}
-	*collect = true
-	tag, err := conn.Exec(ctx, sql)
-	*collect = false
-	if err != nil {
-		return "", pgError(err, "")
-	}
-	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
-		return "", pgError(err, "reset role")
-	}
-	role := pgx.Identifier{s.role.PGRole}.Sanitize()
-	for _, b := range granted {
-		if _, err := conn.Exec(ctx, "REVOKE REFERENCES ON "+b+" FROM "+role); err != nil {
-			return "", pgError(err, "revoke")
-		}
-	}
+	return tag, nil
+}
+
+// derive has the storage planner adopt the tables the policy classifies
+// that are plain, and derive again what changed, as the session's upstream
+// user; then the session takes on the client's role again.
+func (s *session) derive(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL) *Error {
 	if _, err := storage.ApplyTx(ctx, ownTx{conn}, s.srv.pol, *s.srv.storage, storage.AllowMissing()); err != nil {
 		var se storage.Errors
 		var one *storage.Error
 		switch {
 		case errors.As(err, &se) || errors.As(err, &one):
-			return "", &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("table %s, which the "+
+			return &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("table %s, which the "+
 				"policy classifies, cannot be split: %v", d.Table.QualifiedName(), err)}
 		}
 		e := pgError(err, "splitting table "+d.Table.QualifiedName())
@@ -149,17 +337,86 @@ func (s *session) createTable(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 				"session_url, which needs the rights privata apply has: make it the user of the " +
 				"cluster's url, or a superuser."
 		}
-		return "", e
+		return e
 	}
 	if _, err := conn.Exec(ctx, s.setRole); err != nil {
-		return "", pgError(err, "set role")
+		return pgError(err, "set role")
 	}
-	if implicit {
-		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
-			return "", pgError(err, "commit")
+	return nil
+}
+
+// mayChange refuses the client's role a change of split table t unless it
+// may create tables in t's schema: the application's view belongs to
+// Privata.
+func (s *session) mayChange(ctx context.Context, conn *pgx.Conn, t *policy.Table) *Error {
+	var may bool
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.has_schema_privilege($1, 'CREATE')",
+		t.Schema).Scan(&may); err != nil {
+		return pgError(err, "read privileges")
+	}
+	if !may {
+		return &Error{Code: codeInsufficientPriv, Message: fmt.Sprintf("permission denied to change "+
+			"table %s: role %s may not create tables in schema %s", t.QualifiedName(), s.role.PGRole,
+			t.Schema)}
+	}
+	return nil
+}
+
+// changeSplit carries out DDL on a split table on its base tables, as the
+// session's upstream user. The application's view belongs to Privata: the
+// client's role may change the table when it may create tables in the
+// table's schema.
+func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.TableDDL,
+	isSplit func(*policy.Table) bool, collect *bool) *Error {
+	t := d.Table
+	if e := s.mayChange(ctx, conn, t); e != nil {
+		return e
+	}
+	if _, err := conn.Exec(ctx, "RESET ROLE"); err != nil {
+		return pgError(err, "reset role")
+	}
+	var sqls []string
+	if d.Drop {
+		sqls = []string{storage.DropSQL(t, d.Cascade)}
+	} else {
+		// Which base table holds each of the table's constraints.
+		held := map[string]string{}
+		rows, err := conn.Query(ctx, `SELECT n.nspname, k.conname FROM pg_catalog.pg_constraint k
+			JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relname = $1 AND n.nspname IN ($2, $3)`, t.Name, storage.IdentitySchema,
+			storage.ClinicalSchema)
+		if err != nil {
+			return pgError(err, "read the catalog")
+		}
+		for rows.Next() {
+			var schema, name string
+			if err := rows.Scan(&schema, &name); err != nil {
+				return pgError(err, "read the catalog")
+			}
+			held[name] = schema
+		}
+		if err := rows.Err(); err != nil {
+			return pgError(err, "read the catalog")
+		}
+		base, re := d.Base(isSplit, func(name string) string { return held[name] })
+		if re != nil {
+			return &Error{Code: re.SQLState, Message: re.Message, Hint: re.Hint}
+		}
+		if d.DropViews {
+			sqls = append(sqls, storage.DropViewsSQL(t))
+		}
+		sqls = append(sqls, base...)
+	}
+	for i, sql := range sqls {
+		*collect = i == len(sqls)-1
+		_, err := conn.Exec(ctx, sql)
+		*collect = false
+		if err != nil {
+			return pgError(err, "")
 		}
 	}
-	return tag.String(), nil
+	return nil
 }
 
 // grantReferences grants the client's role REFERENCES on the base tables
@@ -357,31 +614,54 @@ func (t ownTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 }
 func (t ownTx) Conn() *pgx.Conn { return t.c }
 
-// ddlRefusal refuses a CREATE TABLE of a classified table sent in a way
-// Privata does not carry out.
+// ddlRefusal refuses DDL on a classified table sent in a way Privata does
+// not carry out.
 func ddlRefusal(d *rewrite.TableDDL, how string) *Error {
-	return &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("CREATE TABLE of %s, which "+
-		"Privata splits into identity and clinical storage, is not supported %s",
-		d.Table.QualifiedName(), how), Hint: "Send it as a simple query of its own."}
+	return &Error{Code: codeFeatureNotSupport, Message: fmt.Sprintf("%s on %s, which "+
+		"Privata splits into identity and clinical storage, is not supported %s", d.Tag,
+		d.Name(), how), Hint: "Send it as a simple query of its own."}
 }
 
-// tableDDL returns the TableDDL of a text that creates a classified
-// table, or nil. Privata carries out such a statement only on its own,
-// not in a text of several statements: it is refused there.
-func (s *session) tableDDL(text []byte, an *rewrite.Analysis) (*rewrite.TableDDL, *Error) {
-	var found *rewrite.TableDDL
+// tableDDL returns the ddlScript of a text holding DDL on a classified
+// table, or nil; or the refusal of DDL Privata does not carry out on such
+// a table. In a text of several statements, the others may be DDL or
+// statements that name no classified table and change nothing of the
+// session; transaction control is refused there.
+func (s *session) tableDDL(text []byte, an *rewrite.Analysis) (*ddlScript, *Error) {
+	sc := &ddlScript{}
+	found := false
 	for i, st := range an.Statements {
-		if st.Kind != rewrite.DDL || st.Tag != "CREATE TABLE" {
-			continue
+		step := ddlStep{text: statementText(string(text), st)}
+		if st.Kind == rewrite.DDL {
+			d, re := rewrite.ClassifiedDDL(string(text), i, s.srv.pol, s.searchPath)
+			if re != nil {
+				return nil, &Error{Code: re.SQLState, Message: re.Message, Hint: re.Hint}
+			}
+			step.ddl, found = d, found || d != nil
 		}
-		d, err := rewrite.ClassifiedDDL(string(text), i, s.srv.pol, s.searchPath)
-		if err != nil || d == nil {
-			continue
-		}
-		if len(an.Statements) > 1 {
-			return nil, ddlRefusal(d, "in a message with other statements")
-		}
-		found = d
+		sc.steps = append(sc.steps, step)
 	}
-	return found, nil
+	if !found {
+		return nil, nil
+	}
+	for i, st := range an.Statements {
+		if sc.steps[i].ddl != nil || len(an.Statements) == 1 {
+			continue
+		}
+		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
+		if st.Kind == rewrite.Transaction || len(c.Tables) > 0 || len(st.Settings) > 0 ||
+			st.ResetsSession || st.RoleChange != "" || st.Kind == rewrite.CopyFrom || st.Kind == rewrite.CopyTo {
+			return nil, ddlRefusal(sc.first(), "in a message with this other statement: "+st.Tag)
+		}
+	}
+	return sc, nil
+}
+
+// statementText is the text of one statement of a text.
+func statementText(text string, st *rewrite.Statement) string {
+	end := len(text)
+	if st.Length > 0 && st.Location+st.Length <= len(text) {
+		end = st.Location + st.Length
+	}
+	return text[st.Location:end]
 }

@@ -204,24 +204,202 @@ func TestCreateTableInTransaction(t *testing.T) {
 	}
 }
 
-// A CREATE TABLE of a classified table in a message with other
-// statements, or by the extended protocol, is refused.
-func TestCreateTableRefused(t *testing.T) {
+// A migration file sent whole runs statement by statement in one
+// transaction; the first error rolls all of it back. A classified table's
+// DDL beside a statement that reads it, or by the extended protocol, is
+// refused.
+func TestMigrationScriptThroughPrivata(t *testing.T) {
 	e := newEmptyEnv(t)
 	conn := e.connect(t, "clinician")
-	_, err := simple(t, conn.PgConn(), `CREATE TABLE patients (id int PRIMARY KEY); SELECT 1`)
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != codeFeatureNotSupport ||
-		!strings.Contains(pe.Message, "CREATE TABLE of public.patients") {
-		t.Errorf("several statements: %v", err)
+	pc := conn.PgConn()
+	_, err := simple(t, pc, `CREATE TABLE patients (id int PRIMARY KEY, ssn text);
+		CREATE TABLE encounters (id int PRIMARY KEY, patient int REFERENCES nowhere)`)
+	if sqlstate(err) != "42P01" {
+		t.Errorf("failing script: %v", err)
 	}
-	_, err = conn.PgConn().ExecParams(context.Background(), `CREATE TABLE patients (id int PRIMARY KEY)`,
+	if got := storedAs(t, e, "patients"); got != "SELECT 0" {
+		t.Errorf("after a failed script: %s", got)
+	}
+	tags, err := simple(t, pc, `-- a migration
+		CREATE TABLE "patients" ("id" SERIAL NOT NULL, "ssn" TEXT, "first" TEXT,
+			CONSTRAINT "patients_pkey" PRIMARY KEY ("id"));
+		CREATE TABLE "encounters" ("id" SERIAL NOT NULL, "patient" INTEGER NOT NULL, "code" TEXT,
+			CONSTRAINT "encounters_pkey" PRIMARY KEY ("id"));
+		CREATE TABLE "notes" ("id" SERIAL PRIMARY KEY, "body" TEXT);
+		CREATE UNIQUE INDEX "patients_ssn_key" ON "patients"("ssn");
+		ALTER TABLE "encounters" ADD CONSTRAINT "encounters_patient_fkey" FOREIGN KEY ("patient")
+			REFERENCES "patients"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+		SELECT 1 AS one`)
+	if err != nil || tags != "CREATE TABLE; CREATE TABLE; CREATE TABLE; CREATE INDEX; ALTER TABLE; SELECT 1" {
+		t.Errorf("script: %q, %v", tags, err)
+	}
+	if got := storedAs(t, e, "encounters"); got != "SELECT 2\n[privata_clinical r]\n[public v]" {
+		t.Errorf("encounters: %s", got)
+	}
+	if got := storedAs(t, e, "notes"); got != "SELECT 1\n[public r]" {
+		t.Errorf("notes: %s", got)
+	}
+	if _, err := conn.Exec(context.Background(), `INSERT INTO encounters (patient) VALUES (1)`); sqlstate(err) != "23503" {
+		t.Errorf("foreign key of the script: %v", err)
+	}
+
+	var pe *pgconn.PgError
+	_, err = simple(t, pc, `ALTER TABLE patients ADD COLUMN x text; SELECT * FROM patients`)
+	if !errors.As(err, &pe) || pe.Code != codeFeatureNotSupport ||
+		!strings.Contains(pe.Message, "ALTER TABLE on table public.patients") {
+		t.Errorf("beside a read: %v", err)
+	}
+	_, err = pc.ExecParams(context.Background(), `ALTER TABLE patients ADD COLUMN x text`,
 		nil, nil, nil, nil).Close()
 	if !errors.As(err, &pe) || pe.Code != codeFeatureNotSupport ||
 		!strings.Contains(pe.Message, "by the extended query protocol") {
 		t.Errorf("extended protocol: %v", err)
 	}
-	if got := storedAs(t, e, "patients"); got != "SELECT 0" {
-		t.Errorf("after refusals: %s", got)
+}
+
+// ddlSteps runs texts through Privata in the simple protocol, each
+// expected to answer with its tag.
+func ddlSteps(t *testing.T, pc *pgconn.PgConn, steps ...[2]string) {
+	t.Helper()
+	for _, s := range steps {
+		if tag, err := simple(t, pc, s[0]); err != nil || tag != s[1] {
+			t.Errorf("%s: %q, %v", s[0], tag, err)
+		}
+	}
+}
+
+// indexesOf lists the indexes on a base table.
+func indexesOf(t *testing.T, e *env, table string) string {
+	t.Helper()
+	return rowsOf(t, e.admin(t), `SELECT indexname, indexdef FROM pg_indexes
+		WHERE schemaname || '.' || tablename = $1 ORDER BY 1`, table)
+}
+
+// What ORMs send after CREATE TABLE, on split tables: indexes, foreign
+// keys added afterwards (as Prisma and TypeORM do), columns added, changed
+// and dropped, constraints, comments, DROP TABLE.
+func TestAlterSplitTablesThroughPrivata(t *testing.T) {
+	e := newEmptyEnv(t)
+	ctx := context.Background()
+	conn := e.connect(t, "clinician")
+	pc := conn.PgConn()
+	ddlSteps(t, pc,
+		[2]string{`CREATE TABLE patients (id serial PRIMARY KEY, ssn text, first text, last text,
+			visits int NOT NULL DEFAULT 0, note text)`, "CREATE TABLE"},
+		[2]string{`CREATE TABLE encounters (id serial PRIMARY KEY, patient int NOT NULL, code text)`,
+			"CREATE TABLE"},
+		[2]string{`CREATE UNIQUE INDEX "patients_ssn_key" ON "patients"("ssn")`, "CREATE INDEX"},
+		[2]string{`CREATE INDEX encounters_patient_idx ON encounters (patient)`, "CREATE INDEX"},
+		[2]string{`ALTER TABLE "encounters" ADD CONSTRAINT "encounters_patient_fkey" FOREIGN KEY ("patient")
+			REFERENCES "patients"("id") ON DELETE CASCADE ON UPDATE CASCADE`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients ADD COLUMN phone text, ADD COLUMN born date`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients ALTER COLUMN visits SET DEFAULT 5`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients ALTER COLUMN note TYPE varchar(200)`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients ADD CONSTRAINT visits_positive CHECK (visits >= 0)`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients RENAME COLUMN born TO birthday`, "ALTER TABLE"},
+		[2]string{`COMMENT ON TABLE patients IS 'people'`, "COMMENT"},
+	)
+	if got := indexesOf(t, e, "privata_identity.patients"); !strings.Contains(got,
+		"CREATE UNIQUE INDEX patients_ssn_key ON privata_identity.patients USING btree (ssn)") {
+		t.Errorf("identity indexes:\n%s", got)
+	}
+	if got := indexesOf(t, e, "privata_clinical.encounters"); !strings.Contains(got,
+		"CREATE INDEX encounters_patient_idx ON privata_clinical.encounters USING btree (privata_pseudonym)") {
+		t.Errorf("encounters' indexes:\n%s", got)
+	}
+	if got := rowsOf(t, e.admin(t), `SELECT table_schema, column_name, data_type FROM information_schema.columns
+		WHERE table_name = 'patients' AND column_name IN ('phone', 'birthday', 'note') ORDER BY 1, 2`); got !=
+		"SELECT 6\n[privata_clinical birthday date]\n[privata_clinical note character varying]\n"+
+			"[privata_clinical phone text]\n[public birthday date]\n[public note character varying]\n"+
+			"[public phone text]\n" {
+		t.Errorf("columns:\n%s", got)
+	}
+	if got := rowsOf(t, conn, `INSERT INTO patients (ssn, first, phone, birthday) VALUES ('1', 'Ann', '555', '2000-01-02')
+		RETURNING id, visits, phone, birthday::text`); got != "INSERT 0 1\n[1 5 555 2000-01-02]\n" {
+		t.Errorf("insert with the new columns: %s", got)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO patients (ssn) VALUES ('1')`); sqlstate(err) != "23505" {
+		t.Errorf("unique index: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO patients (ssn, visits) VALUES ('2', -1)`); sqlstate(err) != "23514" {
+		t.Errorf("check constraint: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO encounters (patient, code) VALUES (7, 'x')`); sqlstate(err) != "23503" {
+		t.Errorf("foreign key added afterwards: %v", err)
+	}
+	// The failed insert took a value of the sequence, as on a plain table.
+	if got := rowsOf(t, conn, `INSERT INTO encounters (patient, code) VALUES (1, 'E1') RETURNING id`); got !=
+		"INSERT 0 1\n[2]\n" {
+		t.Errorf("insert into encounters: %s", got)
+	}
+	if got := rowsOf(t, conn, `SELECT obj_description('patients'::regclass)`); got != "SELECT 1\n[people]\n" {
+		t.Errorf("comment: %s", got)
+	}
+
+	ddlSteps(t, pc,
+		[2]string{`ALTER TABLE patients DROP CONSTRAINT visits_positive`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients DROP COLUMN phone`, "ALTER TABLE"},
+		[2]string{`DROP INDEX "patients_ssn_key"`, "DROP INDEX"},
+		[2]string{`DROP INDEX IF EXISTS patients_ssn_key`, "DROP INDEX"},
+		[2]string{`CREATE TABLE notes (id int PRIMARY KEY, body text)`, "CREATE TABLE"},
+		[2]string{`CREATE INDEX notes_body_idx ON notes (body)`, "CREATE INDEX"},
+		[2]string{`DROP INDEX notes_body_idx`, "DROP INDEX"},
+	)
+	if _, err := simple(t, pc, `DROP INDEX nowhere_idx`); sqlstate(err) != "42704" {
+		t.Errorf("DROP INDEX of no index: %v", err)
+	}
+	if got := rowsOf(t, conn, `INSERT INTO patients (ssn) VALUES ('1') RETURNING ssn`); got != "INSERT 0 1\n[1]\n" {
+		t.Errorf("after DROP INDEX of the unique index: %s", got)
+	}
+	if got := rowsOf(t, conn, `INSERT INTO patients (ssn, visits) VALUES ('2', -1) RETURNING visits`); got !=
+		"INSERT 0 1\n[-1]\n" {
+		t.Errorf("after dropping the check: %s", got)
+	}
+	if _, err := conn.Exec(ctx, `SELECT phone FROM patients`); sqlstate(err) != "42703" {
+		t.Errorf("dropped column: %v", err)
+	}
+
+	// Refused, naming the table.
+	for _, sql := range []string{
+		`ALTER TABLE patients RENAME TO people`,
+		`ALTER TABLE patients SET SCHEMA privata_access`,
+		`ALTER TABLE patients ENABLE ROW LEVEL SECURITY`,
+		`CREATE RULE r AS ON INSERT TO patients DO INSTEAD NOTHING`,
+		`CREATE TRIGGER t BEFORE INSERT ON patients FOR EACH ROW EXECUTE FUNCTION f()`,
+		`CREATE INDEX patients_ssn_visits ON patients (ssn, visits)`,
+		`ALTER TABLE patients RENAME COLUMN ssn TO national_id`,
+		`ALTER TABLE patients ALTER COLUMN id TYPE bigint`,
+		`CREATE INDEX CONCURRENTLY x ON patients (ssn)`,
+	} {
+		_, err := simple(t, pc, sql)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != codeFeatureNotSupport || !strings.Contains(pe.Message, "patients") {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+
+	// DROP TABLE removes the split table; it can be created again.
+	if _, err := simple(t, pc, `DROP TABLE patients`); sqlstate(err) != "2BP01" {
+		t.Errorf("DROP TABLE of a subject with children: %v", err)
+	}
+	ddlSteps(t, pc,
+		[2]string{`DROP TABLE encounters`, "DROP TABLE"},
+		[2]string{`DROP TABLE patients`, "DROP TABLE"},
+	)
+	for _, name := range []string{"patients", "encounters"} {
+		if got := storedAs(t, e, name); got != "SELECT 0" {
+			t.Errorf("%s after DROP TABLE: %s", name, got)
+		}
+	}
+	if got := rowsOf(t, e.admin(t), `SELECT count(*) FROM privata.tables`); got != "SELECT 1\n[0]\n" {
+		t.Errorf("registry after DROP TABLE: %s", got)
+	}
+	if got := rowsOf(t, e.admin(t), `SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'privata_access'`); got != "SELECT 1\n[0]\n" {
+		t.Errorf("functions left after DROP TABLE: %s", got)
+	}
+	ddlSteps(t, pc, [2]string{`CREATE TABLE patients (id int PRIMARY KEY, ssn text)`, "CREATE TABLE"})
+	if got := storedAs(t, e, "patients"); got != "SELECT 3\n[privata_clinical r]\n[privata_identity r]\n[public v]" {
+		t.Errorf("patients created again: %s", got)
 	}
 }

@@ -197,8 +197,8 @@ func (s *session) parse(n int) error {
 		return nil // an error on another region's cluster: skip to Sync
 	}
 	info, refusal := s.analyze(text)
-	if refusal == nil && info.ddl != nil {
-		refusal = ddlRefusal(info.ddl, "by the extended query protocol")
+	if refusal == nil && info.ddl != nil && info.ddl.tables() {
+		refusal = ddlRefusal(info.ddl.first(), "by the extended query protocol")
 	}
 	if s.regions != nil {
 		delete(s.regions.parses, string(name))
