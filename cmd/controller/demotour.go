@@ -36,9 +36,14 @@ func tour(ctx context.Context, s *devStack, example string, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	id := records[0][0]
-	home := "eu"
-	eu := direct[s.pol.Region(home).Cluster]
+	// The clinic policy's residency puts Swedish patients in region eu.
+	id, home := records[0][0], "eu"
+	r := s.pol.Region(home)
+	if r == nil {
+		return fmt.Errorf("the tour follows a Swedish patient into region %s, which the policy "+
+			"does not have: run the demo with examples/clinic/policy.yaml", home)
+	}
+	eu := direct[r.Cluster]
 	if err := tourRoles(ctx, s, home, id, out); err != nil {
 		return err
 	}
