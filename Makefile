@@ -57,5 +57,13 @@ bench: build
 	$(GO) test $(GOFLAGS) -run '^$$' -bench 'InvalidationDelay' -benchtime 1x -timeout 30m ./cmd/controller
 	scripts/bench-proxy.sh
 
+# Runs `privata demo`: local clusters for examples/clinic's regions under
+# .privata/dev (created on the first run, reused after), the clinic's
+# migrations and both Synthea sets sent through Privata as an application
+# would, a short tour of what Privata did, then serving until Ctrl-C.
+# DEMO_FLAGS passes flags (e.g. --listen 127.0.0.1:7432).
+demo: build
+	$(BIN) demo $(DEMO_FLAGS)
+
 clean:
 	rm -rf bin .privata

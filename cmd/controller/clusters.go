@@ -55,22 +55,29 @@ func loadTargets(c *cobra.Command) (*policy.Policy, []storage.Target, *fdw.Topol
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	targets, topo, err := targetsOf(cfg, p)
+	return p, targets, topo, err
+}
+
+// targetsOf resolves the databases a configuration's policy is applied
+// to and how they reach each other.
+func targetsOf(cfg *config.Config, p *policy.Policy) ([]storage.Target, *fdw.Topology, error) {
 	targets, err := storage.Targets(cfg, p)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if len(targets) == 0 {
 		// Every region keeps identity and clinical data apart.
 		r := p.Regions[0]
-		return nil, nil, nil, policy.ErrorList{{Pos: r.Pos, Msg: fmt.Sprintf("region %s keeps identity "+
+		return nil, nil, policy.ErrorList{{Pos: r.Pos, Msg: fmt.Sprintf("region %s keeps identity "+
 			"and clinical data in different clusters; apply does not support that yet", r.Name),
 			Hint: "give the region one cluster"}}
 	}
 	topo, err := fdw.NewTopology(cfg, p, targets)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return p, targets, topo, nil
+	return targets, topo, nil
 }
 
 // fdwSteps turns the cross-region part of a plan into steps of the split

@@ -47,6 +47,15 @@ func serve(ctx context.Context, file string) error {
 	if err != nil {
 		return err
 	}
+	return runServer(ctx, cfg, pol, nil)
+}
+
+// runServer runs the proxy and the controller loops (read audit, change
+// consumers, cache invalidation, routing) until ctx ends. ready, when set,
+// is called with the proxy's address once it accepts connections. serve
+// and dev share it.
+func runServer(ctx context.Context, cfg *config.Config, pol *policy.Policy,
+	ready func(addr string)) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -92,6 +101,9 @@ func serve(ctx context.Context, file string) error {
 	}
 	slog.Info("privata serving", "addr", l.Addr().String(), "policy_roles", len(pol.Roles),
 		"auth", cfg.Auth.Method)
+	if ready != nil {
+		ready(l.Addr().String())
+	}
 	err = srv.Serve(ctx, l)
 	slog.Info("privata stopped")
 	return err

@@ -1,0 +1,32 @@
+-- The data subjects. The policy (policy.yaml) classifies most columns as
+-- identity (name, address, SSN, ...) and the rest as clinical.
+CREATE TABLE patients (
+    id                  uuid PRIMARY KEY,
+    birthdate           date NOT NULL,
+    deathdate           date,
+    ssn                 text,
+    drivers             text,
+    passport            text,
+    prefix              text,
+    first               text,
+    middle              text,
+    last                text,
+    suffix              text,
+    maiden              text,
+    marital             text,
+    race                text,
+    ethnicity           text,
+    gender              text,
+    birthplace          text,
+    address             text,
+    city                text,
+    state               text,
+    county              text,
+    fips                text,
+    zip                 text,
+    lat                 numeric,
+    lon                 numeric,
+    healthcare_expenses numeric,
+    healthcare_coverage numeric,
+    income              numeric
+);
