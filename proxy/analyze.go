@@ -139,18 +139,20 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 			return nil, &Error{Code: d.SQLState, Message: d.Message, Hint: d.Hint}
 		}
 		rewrites = rewrites || d.Action == rewrite.Rewrite
+		s.noteSplitDDL(st, c)
 	}
+	catalog := s.catalog && rewrite.ReadsCatalog(an, s.searchPath)
 	wire := ""
-	if rewrites {
+	if rewrites || catalog {
 		var e *Error
-		if wire, e = s.rewrite(text, an); e != nil {
+		if wire, e = s.rewrite(text, an, catalog); e != nil {
 			return nil, e
 		}
 	}
 	for _, st := range an.Statements {
 		s.srv.decided(st.Kind, 0).Inc()
 	}
-	return s.withWire(s.planRead(s.info(an), sql, an), wire)
+	return s.withWire(s.planRead(s.info(an), sql, an), wire, catalog)
 }
 
 // info builds the stmtInfo of an allowed analysis and updates what the

@@ -49,6 +49,9 @@ type session struct {
 
 	// Client side only:
 	searchPath    []string // for classifying unqualified names
+	// catalog is set when the database's catalogs are emulated
+	// (catalog.go), catalogInstalled when they can be.
+	catalog, catalogInstalled bool
 	breakGlass    bool     // declared with privata.break_glass
 	stmts         map[string]*stmtInfo
 	portals       map[string]*stmtInfo
@@ -163,6 +166,10 @@ func (s *session) connect(st *startup) error {
 		return e
 	}
 	s.superuser = pc.ParameterStatus("is_superuser") == "on"
+	if err := s.checkCatalog(ctx, pc); err != nil {
+		pc.Close(context.Background())
+		return upstreamError(s.srv.upstreamCluster, err)
+	}
 	if pc.ParameterStatus("standard_conforming_strings") != "on" {
 		pc.Close(context.Background())
 		return fatalf(codeFeatureNotSupport, "standard_conforming_strings must be on through Privata")
