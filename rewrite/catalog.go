@@ -29,9 +29,9 @@ const CatalogSchema = "privata_catalog"
 // schema, under the same names.
 var emulatedRelations = map[string][]string{
 	"pg_catalog": {"pg_class", "pg_index", "pg_constraint", "pg_attribute", "pg_attrdef",
-		"pg_depend", "pg_indexes", "pg_tables", "pg_views"},
+		"pg_depend", "pg_trigger", "pg_indexes", "pg_tables", "pg_views"},
 	"information_schema": {"tables", "columns", "table_constraints", "key_column_usage",
-		"constraint_column_usage", "referential_constraints", "check_constraints", "views"},
+		"constraint_column_usage", "referential_constraints", "check_constraints", "views", "triggers"},
 }
 
 // emulatedFunctions print definitions from oids; CatalogSchema has

@@ -190,6 +190,14 @@ $from$, jsonb_build_object(
     'refobjid', 'COALESCE(ci.new, m.view_oid, x.refobjid)',
     'refobjsubid', 'COALESCE(m.view_attnum, x.refobjsubid)'));
 
+-- pg_trigger: the INSTEAD OF triggers that split a view's writes are
+-- Privata's; a plain table has none.
+SELECT privata_catalog.emulate('pg_trigger', $from$
+FROM pg_catalog.pg_trigger x
+WHERE NOT (x.tgname IN ('privata_insert', 'privata_update', 'privata_delete')
+           AND EXISTS (SELECT FROM privata_catalog.split_relations r WHERE r.view_oid = x.tgrelid))
+$from$, '{}');
+
 -- pg_class: the view reads as a table, with its main base table's storage;
 -- an index that shows on the view is in the view's schema.
 SELECT privata_catalog.emulate('pg_class', $from$
@@ -330,6 +338,7 @@ BEGIN
             (5, 'information_schema', 'constraint_column_usage'),
             (6, 'information_schema', 'referential_constraints'),
             (7, 'information_schema', 'check_constraints'), (8, 'information_schema', 'views'),
+            (12, 'information_schema', 'triggers'),
             (9, 'pg_catalog', 'pg_tables'), (10, 'pg_catalog', 'pg_indexes'),
             (11, 'pg_catalog', 'pg_views')) AS l(i, schema, name)
         ORDER BY i
