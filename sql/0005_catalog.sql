@@ -199,7 +199,11 @@ WHERE NOT (x.tgname IN ('privata_insert', 'privata_update', 'privata_delete')
 $from$, '{}');
 
 -- pg_class: the view reads as a table, with its main base table's storage;
--- an index that shows on the view is in the view's schema.
+-- an index that shows on the view, and a sequence that a column of the
+-- view owns, are in the view's schema. The base tables and the indexes
+-- Privata adds to them are left out: ORMs that look a table up by name
+-- without its schema (Sequelize's showIndex) would take them for the
+-- application's.
 SELECT privata_catalog.emulate('pg_class', $from$
 FROM pg_catalog.pg_class x
 LEFT JOIN privata_catalog.split_relations r ON r.view_oid = x.oid AND r.main
@@ -208,8 +212,19 @@ LEFT JOIN (SELECT i.indexrelid, r.view_namespace
            FROM privata_catalog.pg_index i
            JOIN privata_catalog.split_relations r ON r.view_oid = i.indrelid AND r.main) ix
     ON ix.indexrelid = x.oid
+LEFT JOIN (SELECT DISTINCT d.objid, r.view_namespace
+           FROM pg_catalog.pg_depend d
+           JOIN privata_catalog.split_relations r ON r.base_oid = d.refobjid
+           WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0) sq
+    ON sq.objid = x.oid AND x.relkind = 'S'
+WHERE NOT EXISTS (SELECT FROM privata_catalog.split_relations h WHERE h.base_oid = x.oid)
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i
+                  JOIN privata_catalog.split_relations h ON h.base_oid = i.indrelid
+                  WHERE i.indexrelid = x.oid AND ix.indexrelid IS NULL)
 $from$, jsonb_build_object(
-    'relnamespace', 'COALESCE(ix.view_namespace, x.relnamespace)',
+    'relnamespace', 'COALESCE(ix.view_namespace, sq.view_namespace, x.relnamespace)',
     'relkind', 'CASE WHEN r.view_oid IS NULL THEN x.relkind ELSE ''r'' END',
     'relam', 'COALESCE(b.relam, x.relam)',
     'relfilenode', 'COALESCE(b.relfilenode, x.relfilenode)',
