@@ -93,7 +93,7 @@ var introspection = []struct {
 	{"pg_tables", `SELECT schemaname, tablename, hasindexes, hasrules, hastriggers, rowsecurity FROM pg_tables WHERE schemaname = 'public'`, nil, false},
 	{"pg_indexes", `SELECT * FROM pg_catalog.pg_indexes WHERE schemaname = 'public'`, nil, false},
 	{"pg_views", `SELECT * FROM pg_views WHERE schemaname = 'public'`, nil, false},
-	{"pg_class", `SELECT relname, relkind, relnatts, relchecks, relhasindex, relhasrules, relhastriggers, relpersistence, relreplident, relispartition FROM pg_class WHERE relnamespace = 'public'::regnamespace`, nil, false},
+	{"pg_class", `SELECT relname, relkind, relnatts, relchecks, relhasindex, relhasrules, relhastriggers, relpersistence, relreplident, relispartition FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind <> 'S'`, nil, false},
 	{"pg_attribute", `SELECT attrelid::regclass, attname, atttypid::regtype, attnum, attnotnull, atthasdef, attidentity, attgenerated, attlen, attstorage FROM pg_attribute WHERE attrelid IN ('patients'::regclass, 'encounters'::regclass)`, nil, false},
 	{"pg_constraint", `SELECT conname, contype, conrelid::regclass, conkey, confrelid::regclass, confkey, confupdtype, confdeltype, pg_get_constraintdef(oid), pg_get_constraintdef(oid, true) FROM pg_catalog.pg_constraint WHERE connamespace = 'public'::regnamespace`, nil, false},
 	{"psql.lookup", `SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relname OPERATOR(pg_catalog.~) '^(patients)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3`, nil, false},
@@ -105,6 +105,18 @@ var introspection = []struct {
 	{"psql.referencedBy", `SELECT conname, conrelid::pg_catalog.regclass AS ontable, pg_catalog.pg_get_constraintdef(oid, true) AS condef FROM pg_catalog.pg_constraint c WHERE confrelid IN (SELECT pg_catalog.pg_partition_ancestors('{patients}') UNION ALL VALUES ('{patients}'::pg_catalog.regclass)) AND contype = 'f' AND conparentid = 0 ORDER BY conname`, nil, false},
 	{"psql.triggers", `SELECT t.tgname, pg_catalog.pg_get_triggerdef(t.oid, true), t.tgenabled, t.tgisinternal FROM pg_catalog.pg_trigger t WHERE t.tgrelid = '{patients}' AND (NOT t.tgisinternal OR (t.tgisinternal AND t.tgenabled = 'D')) ORDER BY 1`, nil, false},
 	{"debug/notes2", `SELECT constraint_name, (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = 'notes'::regclass AND a.attnotnull AND a.attnum > 0 AND NOT a.attisdropped), (SELECT count(*) FROM pg_class r, pg_attribute a WHERE r.oid = a.attrelid AND a.attnotnull AND r.relname = 'notes' AND a.attnum > 0) FROM information_schema.table_constraints WHERE table_name = 'notes'`, nil, false},
+	{"drizzle.constraints", `SELECT c.column_name, c.data_type, constraint_type, constraint_name, constraint_schema
+	      FROM information_schema.table_constraints tc
+	      JOIN information_schema.constraint_column_usage AS ccu USING (constraint_schema, constraint_name)
+	      JOIN information_schema.columns AS c ON c.table_schema = tc.constraint_schema
+	        AND tc.table_name = c.table_name AND ccu.column_name = c.column_name
+	      WHERE tc.table_name = 'patients' and constraint_schema = 'public';`, nil, false},
+	{"drizzle.checks", `SELECT tc.constraint_name, tc.constraint_type, pg_get_constraintdef(con.oid) AS constraint_definition FROM information_schema.table_constraints AS tc JOIN pg_constraint AS con ON tc.constraint_name = con.conname AND con.conrelid = (SELECT oid FROM pg_class WHERE relname = tc.table_name AND relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = tc.constraint_schema)) WHERE tc.table_name = 'patients' AND tc.constraint_schema = 'public' AND tc.constraint_type = 'CHECK' AND con.contype = 'c';`, nil, false},
+	{"drizzle.tables", `SELECT n.nspname AS table_schema, c.relname AS table_name, CASE WHEN c.relkind = 'r' THEN 'table' WHEN c.relkind = 'v' THEN 'view' WHEN c.relkind = 'm' THEN 'materialized_view' END AS type, c.relrowsecurity AS rls_enabled FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'v', 'm') AND n.nspname = 'public';`, nil, false},
+	{"drizzle.foreignKeys", `SELECT con.contype AS constraint_type, nsp.nspname AS constraint_schema, con.conname AS constraint_name, rel.relname AS table_name, att.attname AS column_name, fnsp.nspname AS foreign_table_schema, frel.relname AS foreign_table_name, fatt.attname AS foreign_column_name, con.confupdtype, con.confdeltype FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class rel ON rel.oid = con.conrelid JOIN pg_catalog.pg_namespace nsp ON nsp.oid = con.connamespace LEFT JOIN pg_catalog.pg_attribute att ON att.attnum = ANY (con.conkey) AND att.attrelid = con.conrelid LEFT JOIN pg_catalog.pg_class frel ON frel.oid = con.confrelid LEFT JOIN pg_catalog.pg_namespace fnsp ON fnsp.oid = frel.relnamespace LEFT JOIN pg_catalog.pg_attribute fatt ON fatt.attnum = ANY (con.confkey) AND fatt.attrelid = con.confrelid WHERE nsp.nspname = 'public' AND rel.relname = 'encounters' AND con.contype IN ('f');`, nil, false},
+	{"drizzle.indexes", `SELECT DISTINCT ON (t.relname, ic.relname, k.i) t.relname as table_name, ic.relname AS indexname, k.i AS index_order, i.indisunique as is_unique, am.amname as method, ic.reloptions as with, coalesce(a.attname, pg_get_indexdef(i.indexrelid, k.i, false)) AS column_name, CASE WHEN pg_get_expr(i.indexprs, i.indrelid) IS NOT NULL THEN 1 ELSE 0 END AS is_expression, i.indoption[k.i-1] & 1 = 1 AS descending, i.indoption[k.i-1] & 2 = 2 AS nulls_first, pg_get_expr(i.indpred, i.indrelid) as where, opc.opcname FROM pg_class t LEFT JOIN pg_index i ON t.oid = i.indrelid LEFT JOIN pg_class ic ON ic.oid = i.indexrelid CROSS JOIN LATERAL (SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) + 1) AS k(attnum, i) LEFT JOIN pg_attribute AS a ON i.indrelid = a.attrelid AND k.attnum = a.attnum JOIN pg_namespace c on c.oid = t.relnamespace LEFT JOIN pg_am AS am ON ic.relam = am.oid JOIN pg_opclass opc ON opc.oid = ANY(i.indclass) WHERE c.nspname = 'public' AND t.relname = 'patients';`, nil, false},
+	{"drizzle.indexConstraints", `SELECT idx.indexrelname AS index_name, idx.relname AS table_name, schemaname, CASE WHEN con.conname IS NOT NULL THEN 1 ELSE 0 END AS generated_by_constraint FROM pg_stat_user_indexes idx LEFT JOIN pg_constraint con ON con.conindid = idx.indexrelid WHERE idx.relname = 'patients' and schemaname = 'public' group by index_name, table_name,schemaname, generated_by_constraint;`, nil, false},
+	{"psql.dt", `SELECT n.nspname as "Schema", c.relname as "Name", CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' END as "Type", pg_catalog.pg_get_userbyid(c.relowner) as "Owner" FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','S','f','') AND n.nspname <> 'pg_catalog' AND n.nspname !~ '^pg_toast' AND n.nspname <> 'information_schema' AND pg_catalog.pg_table_is_visible(c.oid) AND c.relkind <> 'S' ORDER BY 1,2`, nil, false},
 	{"with.cte", `WITH pg_class AS (SELECT 1 AS relkind) SELECT c.relkind, t.table_type FROM pg_class c, information_schema.tables t WHERE t.table_name = 'patients'`, nil, false},
 }
 
@@ -112,12 +124,16 @@ var introspection = []struct {
 // A whose tables are plain, directly, and on a database B with the same
 // DDL split by apply, through Privata: the results are the same, once
 // what differs between any two databases is normalised (the database's
-// name, oids, the owner of the tables).
+// name, oids). In both the application's role creates the tables; on B
+// apply gives the split ones to privata_owner, and the emulation shows
+// them owned by the role that reads the catalogs. The serial and identity
+// sequences of split tables live in privata_identity and privata_clinical,
+// where the catalogs show them (queries of sequences are left out).
 func TestCatalogAsOnPlainTables(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, envOptions{policy: catalogPolicy})
 	b := e.admin(t)
-	if _, err := b.Exec(ctx, catalogTables); err != nil {
+	if _, err := b.Exec(ctx, "SET ROLE clinician;"+catalogTables+"RESET ROLE"); err != nil {
 		t.Fatal(err)
 	}
 	pol, err := policy.Parse("policy.yaml", []byte(catalogPolicy))
@@ -129,22 +145,18 @@ func TestCatalogAsOnPlainTables(t *testing.T) {
 		t.Fatalf("apply: %v", err)
 	}
 
+	// On A the application's role creates its tables and owns them, as
+	// it would with an ORM's migrations.
 	dbA := pgtest.NewDB(t, pgtest.Shared(t))
 	a := dbA.Connect(t)
-	if _, err := a.Exec(ctx, "GRANT ALL ON SCHEMA public TO clinician;"+catalogTables); err != nil {
-		t.Fatal(err)
-	}
-	var owner string
-	if err := a.QueryRow(ctx, "SELECT current_user").Scan(&owner); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Exec(ctx, "SET ROLE clinician"); err != nil {
+	if _, err := a.Exec(ctx, "GRANT ALL ON SCHEMA public TO clinician; SET ROLE clinician;"+
+		catalogTables); err != nil {
 		t.Fatal(err)
 	}
 	through := e.connect(t, "clinician")
 
-	normA := catalogNormaliser(t, a, dbA.Name, owner)
-	normB := catalogNormaliser(t, through, e.db.Name, "privata_owner")
+	normA := catalogNormaliser(t, a, dbA.Name)
+	normB := catalogNormaliser(t, through, e.db.Name)
 	for _, q := range introspection {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement,
 			pgx.QueryExecModeSimpleProtocol} {
@@ -223,10 +235,10 @@ func (n normaliser) oids(sql string) string {
 	return n("\x00" + sql)
 }
 
-// catalogNormaliser returns the normaliser of one database: its name, its
-// tables' owner and the oids of the relations in public (as the
-// connection's catalogs show them) become placeholders.
-func catalogNormaliser(t *testing.T, conn *pgx.Conn, dbName, owner string) normaliser {
+// catalogNormaliser returns the normaliser of one database: its name and
+// the oids of the relations in public (as the connection's catalogs show
+// them) become placeholders.
+func catalogNormaliser(t *testing.T, conn *pgx.Conn, dbName string) normaliser {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), `SELECT c.oid::text, c.relname::text
 		FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace`)
@@ -252,7 +264,6 @@ func catalogNormaliser(t *testing.T, conn *pgx.Conn, dbName, owner string) norma
 			return s
 		}
 		s = strings.ReplaceAll(s, dbName, "<db>")
-		s = strings.ReplaceAll(s, owner, "<owner>")
 		return number.ReplaceAllStringFunc(s, func(n string) string {
 			if name, ok := nameOf[n]; ok {
 				return "<oid " + name + ">"

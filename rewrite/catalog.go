@@ -29,14 +29,18 @@ const CatalogSchema = "privata_catalog"
 // schema, under the same names.
 var emulatedRelations = map[string][]string{
 	"pg_catalog": {"pg_class", "pg_index", "pg_constraint", "pg_attribute", "pg_attrdef",
-		"pg_depend", "pg_trigger", "pg_indexes", "pg_tables", "pg_views"},
+		"pg_depend", "pg_trigger", "pg_indexes", "pg_tables", "pg_views", "pg_sequences",
+		"pg_stat_all_tables", "pg_stat_user_tables", "pg_statio_all_tables", "pg_stat_all_indexes",
+		"pg_stat_user_indexes"},
 	"information_schema": {"tables", "columns", "table_constraints", "key_column_usage",
 		"constraint_column_usage", "referential_constraints", "check_constraints", "views", "triggers"},
 }
 
-// emulatedFunctions print definitions from oids; CatalogSchema has
-// versions that print a split table's objects as a plain table's.
-var emulatedFunctions = []string{"pg_get_expr", "pg_get_indexdef", "pg_get_constraintdef"}
+// emulatedFunctions print definitions from oids, or find a column's
+// sequence; CatalogSchema has versions that see a split table's objects as
+// a plain table's.
+var emulatedFunctions = []string{"pg_get_expr", "pg_get_indexdef", "pg_get_constraintdef",
+	"pg_get_serial_sequence"}
 
 // catalogSchemaOf returns the catalog schema an emulated relation reference
 // resolves to, or "". An unqualified pg_catalog name resolves to

@@ -198,9 +198,13 @@ WHERE NOT (x.tgname IN ('privata_insert', 'privata_update', 'privata_delete')
            AND EXISTS (SELECT FROM privata_catalog.split_relations r WHERE r.view_oid = x.tgrelid))
 $from$, '{}');
 
--- pg_class: the view reads as a table, with its main base table's storage;
--- an index that shows on the view, and a sequence that a column of the
--- view owns, are in the view's schema. The base tables and the indexes
+-- pg_class: the view reads as a table, with its main base table's storage,
+-- owned by the role reading the catalog when it has a privilege on it: as
+-- a table the application created (information_schema shows some facts,
+-- such as constraint_column_usage, to a table's owner only); an index that
+-- shows on the view is in the view's schema. A sequence a column owns
+-- stays where it is (privata_identity or privata_clinical): a regclass
+-- names it there. The base tables and the indexes
 -- Privata adds to them are left out: ORMs that look a table up by name
 -- without its schema (Sequelize's showIndex) would take them for the
 -- application's.
@@ -212,19 +216,16 @@ LEFT JOIN (SELECT i.indexrelid, r.view_namespace
            FROM privata_catalog.pg_index i
            JOIN privata_catalog.split_relations r ON r.view_oid = i.indrelid AND r.main) ix
     ON ix.indexrelid = x.oid
-LEFT JOIN (SELECT DISTINCT d.objid, r.view_namespace
-           FROM pg_catalog.pg_depend d
-           JOIN privata_catalog.split_relations r ON r.base_oid = d.refobjid
-           WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-             AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0) sq
-    ON sq.objid = x.oid AND x.relkind = 'S'
 WHERE NOT EXISTS (SELECT FROM privata_catalog.split_relations h WHERE h.base_oid = x.oid)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i
                   JOIN privata_catalog.split_relations h ON h.base_oid = i.indrelid
                   WHERE i.indexrelid = x.oid AND ix.indexrelid IS NULL)
 $from$, jsonb_build_object(
-    'relnamespace', 'COALESCE(ix.view_namespace, sq.view_namespace, x.relnamespace)',
+    'relnamespace', 'COALESCE(ix.view_namespace, x.relnamespace)',
+    'relowner', 'CASE WHEN r.view_oid IS NOT NULL AND pg_catalog.has_table_privilege(x.oid,
+                          ''SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'')
+                      THEN CURRENT_USER::pg_catalog.regrole
+                      ELSE x.relowner END',
     'relkind', 'CASE WHEN r.view_oid IS NULL THEN x.relkind ELSE ''r'' END',
     'relam', 'COALESCE(b.relam, x.relam)',
     'relfilenode', 'COALESCE(b.relfilenode, x.relfilenode)',
@@ -316,6 +317,25 @@ CREATE FUNCTION privata_catalog.pg_get_constraintdef(con oid) RETURNS text
     LANGUAGE sql STABLE
 RETURN privata_catalog.pg_get_constraintdef(con, false);
 
+-- pg_get_serial_sequence: the sequence a split table's column owns (its
+-- serial or identity sequence), which PostgreSQL's own function, reading
+-- the view, does not find. It is named where it is: in privata_identity or
+-- privata_clinical.
+CREATE FUNCTION privata_catalog.pg_get_serial_sequence(tab text, col text) RETURNS text
+    LANGUAGE sql STABLE STRICT
+RETURN COALESCE(
+    (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.relname)
+     FROM pg_catalog.pg_attribute a
+     JOIN privata_catalog.pg_depend d ON d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
+         AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+         AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+     JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+     JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+     WHERE a.attrelid = tab::pg_catalog.regclass AND a.attname = col AND NOT a.attisdropped
+       AND EXISTS (SELECT FROM privata_catalog.split_relations r WHERE r.view_oid = a.attrelid)
+     LIMIT 1),
+    pg_catalog.pg_get_serial_sequence(tab, col));
+
 -- _pg_index_position: information_schema's helper, over the emulated
 -- pg_index.
 CREATE FUNCTION privata_catalog._pg_index_position(oid, smallint) RETURNS integer
@@ -355,7 +375,11 @@ BEGIN
             (7, 'information_schema', 'check_constraints'), (8, 'information_schema', 'views'),
             (12, 'information_schema', 'triggers'),
             (9, 'pg_catalog', 'pg_tables'), (10, 'pg_catalog', 'pg_indexes'),
-            (11, 'pg_catalog', 'pg_views')) AS l(i, schema, name)
+            (11, 'pg_catalog', 'pg_views'), (13, 'pg_catalog', 'pg_sequences'),
+            (14, 'pg_catalog', 'pg_stat_all_tables'), (15, 'pg_catalog', 'pg_stat_user_tables'),
+            (16, 'pg_catalog', 'pg_statio_all_tables'),
+            (17, 'pg_catalog', 'pg_stat_all_indexes'), (18, 'pg_catalog', 'pg_stat_user_indexes'))
+        AS l(i, schema, name)
         ORDER BY i
     LOOP
         PERFORM pg_catalog.set_config('search_path', 'information_schema, pg_catalog', true);
