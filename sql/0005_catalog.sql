@@ -54,19 +54,35 @@ JOIN pg_catalog.pg_attribute va ON va.attrelid = r.view_oid AND va.attnum > 0 AN
                           WHEN r.kind = 'child' THEN r.reference_column
                           ELSE r.key_column END;
 
+-- splits and split_attnums return the rows of split_relations and
+-- split_columns. The emulations read them through these PL/pgSQL
+-- functions, which the planner does not look into: a catalog query over
+-- several emulations is planned in a few milliseconds, not a hundred.
+CREATE FUNCTION privata_catalog.splits() RETURNS SETOF privata_catalog.split_relations
+    LANGUAGE plpgsql STABLE ROWS 10
+AS $splits$ BEGIN RETURN QUERY SELECT * FROM privata_catalog.split_relations; END $splits$;
+
+CREATE FUNCTION privata_catalog.split_attnums() RETURNS SETOF privata_catalog.split_columns
+    LANGUAGE plpgsql STABLE ROWS 100
+AS $attnums$ BEGIN RETURN QUERY SELECT * FROM privata_catalog.split_columns; END $attnums$;
+
 -- map_keys maps the attribute numbers keys of base table base to the
 -- view's, or returns NULL when one has no counterpart. Zeros (expressions
 -- of an index) stay zeros. A subject's pseudonym counts only when
 -- referenced, a child's reference column only when with_reference.
 CREATE FUNCTION privata_catalog.map_keys(base oid, keys int2[], referenced boolean,
                                          with_reference boolean) RETURNS int2[]
-    LANGUAGE sql STABLE
-RETURN (
-    SELECT CASE WHEN pg_catalog.count(*) = pg_catalog.count(m.view_attnum) + pg_catalog.count(*) FILTER (WHERE k.n = 0)
-                THEN pg_catalog.array_agg(COALESCE(m.view_attnum, 0)::int2 ORDER BY k.i) END
-    FROM pg_catalog.unnest(keys) WITH ORDINALITY k(n, i)
-    LEFT JOIN privata_catalog.split_columns m ON m.base_oid = base AND m.base_attnum = k.n
-        AND (referenced OR m.stores) AND (with_reference OR NOT m.reference));
+    LANGUAGE plpgsql STABLE
+AS $map_keys$
+BEGIN
+    RETURN (
+        SELECT CASE WHEN count(*) = count(m.view_attnum) + count(*) FILTER (WHERE k.n = 0)
+                    THEN array_agg(COALESCE(m.view_attnum, 0)::int2 ORDER BY k.i) END
+        FROM unnest(keys) WITH ORDINALITY k(n, i)
+        LEFT JOIN privata_catalog.split_columns m ON m.base_oid = base AND m.base_attnum = k.n
+            AND (referenced OR m.stores) AND (with_reference OR NOT m.reference));
+END
+$map_keys$;
 
 -- emulate creates privata_catalog.<name> with exactly the columns of
 -- pg_catalog.<name>: each is x.<column> of from_clause, or the expression
@@ -104,45 +120,79 @@ BEGIN
 END
 $emulate$;
 
+-- split_indexes are the indexes of the base tables, with the view and key
+-- columns they show on (keys NULL: Privata's own, on the pseudonym).
+CREATE FUNCTION privata_catalog.split_indexes()
+    RETURNS TABLE (indexrelid oid, view_oid oid, view_namespace oid, keys int2[])
+    LANGUAGE plpgsql STABLE ROWS 20
+AS $split_indexes$
+BEGIN
+    RETURN QUERY
+    SELECT i.indexrelid, r.view_oid, r.view_namespace,
+           privata_catalog.map_keys(i.indrelid, i.indkey::int2[], false, false)
+    FROM pg_catalog.pg_index i JOIN privata_catalog.split_relations r ON r.base_oid = i.indrelid;
+END
+$split_indexes$;
+
+-- split_constraints are the constraints on or referring to base tables,
+-- as they show: on the view, with its columns, a foreign key that refers
+-- to a subject's pseudonym referring to the subject's view, key and key
+-- index. shown is false for Privata's own (on the pseudonym).
+CREATE FUNCTION privata_catalog.split_constraints()
+    RETURNS TABLE (oid oid, contype "char", shown boolean, conrelid oid, connamespace oid,
+                   conkey int2[], confrelid oid, confkey int2[], conindid oid, base_conindid oid)
+    LANGUAGE plpgsql STABLE ROWS 20
+AS $split_constraints$
+BEGIN
+    RETURN QUERY
+    SELECT k.oid, k.contype,
+           (r.view_oid IS NULL OR m.keys IS NOT NULL) AND (fr.view_oid IS NULL OR fm.keys IS NOT NULL),
+           COALESCE(r.view_oid, k.conrelid), COALESCE(r.view_namespace, k.connamespace),
+           CASE WHEN r.view_oid IS NULL THEN k.conkey ELSE m.keys END,
+           COALESCE(fr.view_oid, k.confrelid),
+           CASE WHEN fr.view_oid IS NULL THEN k.confkey ELSE fm.keys END,
+           COALESCE(pk.conindid, k.conindid), k.conindid
+    FROM pg_catalog.pg_constraint k
+    LEFT JOIN privata_catalog.split_relations r ON r.base_oid = k.conrelid
+    LEFT JOIN privata_catalog.split_relations fr ON fr.base_oid = k.confrelid
+    CROSS JOIN LATERAL (SELECT privata_catalog.map_keys(k.conrelid, k.conkey, false, k.contype = 'f')
+                        AS keys) m
+    CROSS JOIN LATERAL (SELECT privata_catalog.map_keys(k.confrelid, k.confkey, true, true) AS keys) fm
+    LEFT JOIN LATERAL (
+        SELECT p.conindid FROM pg_catalog.pg_constraint p
+        JOIN privata_catalog.split_relations pr ON pr.base_oid = p.conrelid
+        WHERE pr.view_oid = fr.view_oid AND pr.main AND p.contype = 'p') pk
+        ON fr.kind = 'subject' AND NOT fr.main
+    WHERE r.view_oid IS NOT NULL OR fr.view_oid IS NOT NULL;
+END
+$split_constraints$;
+
 -- pg_index: a base table's index whose key columns all belong to the
 -- application shows on the view; the indexes Privata adds (pseudonyms)
 -- stay on the base tables.
 SELECT privata_catalog.emulate('pg_index', $from$
 FROM pg_catalog.pg_index x
-LEFT JOIN privata_catalog.split_relations r ON r.base_oid = x.indrelid
-LEFT JOIN LATERAL (SELECT privata_catalog.map_keys(x.indrelid, x.indkey::int2[], false, false) AS keys) m
-    ON r.view_oid IS NOT NULL
-WHERE r.view_oid IS NULL OR m.keys IS NOT NULL
+LEFT JOIN privata_catalog.split_indexes() s ON s.indexrelid = x.indexrelid
+WHERE s.indexrelid IS NULL OR s.keys IS NOT NULL
 $from$, jsonb_build_object(
-    'indrelid', 'COALESCE(r.view_oid, x.indrelid)',
-    'indkey', 'CASE WHEN r.view_oid IS NULL THEN x.indkey
-                    ELSE pg_catalog.array_to_string(m.keys, '' '')::pg_catalog.int2vector END'));
+    'indrelid', 'COALESCE(s.view_oid, x.indrelid)',
+    'indkey', 'CASE WHEN s.indexrelid IS NULL THEN x.indkey
+                    ELSE pg_catalog.array_to_string(s.keys, '' '')::pg_catalog.int2vector END'));
 
 -- pg_constraint: a base table's constraint whose columns all belong to the
 -- application shows on the view, and a foreign key that refers to a
 -- subject's pseudonym refers to the subject's view and key.
 SELECT privata_catalog.emulate('pg_constraint', $from$
 FROM pg_catalog.pg_constraint x
-LEFT JOIN privata_catalog.split_relations r ON r.base_oid = x.conrelid
-LEFT JOIN privata_catalog.split_relations fr ON fr.base_oid = x.confrelid
-LEFT JOIN LATERAL (SELECT privata_catalog.map_keys(x.conrelid, x.conkey, false, x.contype = 'f') AS keys) m
-    ON r.view_oid IS NOT NULL
-LEFT JOIN LATERAL (SELECT privata_catalog.map_keys(x.confrelid, x.confkey, true, true) AS keys) fm
-    ON fr.view_oid IS NOT NULL
-LEFT JOIN LATERAL (
-    SELECT k.conindid FROM pg_catalog.pg_constraint k
-    JOIN privata_catalog.split_relations kr ON kr.base_oid = k.conrelid
-    WHERE kr.view_oid = fr.view_oid AND kr.main AND k.contype = 'p') fk ON fr.kind = 'subject'
-    AND NOT fr.main
-LEFT JOIN pg_catalog.pg_class v ON v.oid = r.view_oid
-WHERE (r.view_oid IS NULL OR m.keys IS NOT NULL) AND (fr.view_oid IS NULL OR fm.keys IS NOT NULL)
+LEFT JOIN privata_catalog.split_constraints() s ON s.oid = x.oid
+WHERE s.oid IS NULL OR s.shown
 $from$, jsonb_build_object(
-    'conrelid', 'COALESCE(r.view_oid, x.conrelid)',
-    'connamespace', 'COALESCE(v.relnamespace, x.connamespace)',
-    'conkey', 'CASE WHEN r.view_oid IS NULL THEN x.conkey ELSE m.keys END',
-    'confrelid', 'COALESCE(fr.view_oid, x.confrelid)',
-    'confkey', 'CASE WHEN fr.view_oid IS NULL THEN x.confkey ELSE fm.keys END',
-    'conindid', 'COALESCE(fk.conindid, x.conindid)'));
+    'conrelid', 'COALESCE(s.conrelid, x.conrelid)',
+    'connamespace', 'COALESCE(s.connamespace, x.connamespace)',
+    'conkey', 'CASE WHEN s.oid IS NULL THEN x.conkey ELSE s.conkey END',
+    'confrelid', 'COALESCE(s.confrelid, x.confrelid)',
+    'confkey', 'CASE WHEN s.oid IS NULL THEN x.confkey ELSE s.confkey END',
+    'conindid', 'COALESCE(s.conindid, x.conindid)'));
 
 -- pg_attribute: a view column carries what the column that stores it
 -- carries (NOT NULL, default, identity, generation, statistics), and the
@@ -150,10 +200,10 @@ $from$, jsonb_build_object(
 SELECT privata_catalog.emulate('pg_attribute', $from$
 FROM (SELECT a.*, a.attrelid AS rel FROM pg_catalog.pg_attribute a
       UNION ALL
-      SELECT a.*, r.view_oid FROM privata_catalog.split_relations r
+      SELECT a.*, r.view_oid FROM privata_catalog.splits() r
       JOIN pg_catalog.pg_attribute a ON a.attrelid = r.base_oid AND a.attnum < 0
       WHERE r.main) x
-LEFT JOIN privata_catalog.split_columns m ON m.view_oid = x.attrelid AND m.view_attnum = x.attnum AND m.stores
+LEFT JOIN privata_catalog.split_attnums() m ON m.view_oid = x.attrelid AND m.view_attnum = x.attnum AND m.stores
 LEFT JOIN pg_catalog.pg_attribute b ON b.attrelid = m.base_oid AND b.attnum = m.base_attnum
 $from$, jsonb_build_object(
     'attrelid', 'x.rel',
@@ -169,7 +219,7 @@ $from$, jsonb_build_object(
 -- identity column has none (its sequence is its default).
 SELECT privata_catalog.emulate('pg_attrdef', $from$
 FROM pg_catalog.pg_attrdef x
-LEFT JOIN privata_catalog.split_columns m ON m.view_oid = x.adrelid AND m.view_attnum = x.adnum AND m.stores
+LEFT JOIN privata_catalog.split_attnums() m ON m.view_oid = x.adrelid AND m.view_attnum = x.adnum AND m.stores
 LEFT JOIN pg_catalog.pg_attribute b ON b.attrelid = m.base_oid AND b.attnum = m.base_attnum
 WHERE m.view_oid IS NULL OR b.atthasdef
 $from$, '{}');
@@ -179,15 +229,14 @@ $from$, '{}');
 -- key that now refers to a subject's key depends on the key's index.
 SELECT privata_catalog.emulate('pg_depend', $from$
 FROM pg_catalog.pg_depend x
-LEFT JOIN privata_catalog.split_columns m ON x.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+LEFT JOIN privata_catalog.split_attnums() m ON x.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
     AND m.base_oid = x.refobjid AND m.base_attnum = x.refobjsubid AND m.stores AND NOT m.reference
-LEFT JOIN (SELECT e.oid, o.conindid AS old, e.conindid AS new
-           FROM privata_catalog.pg_constraint e JOIN pg_catalog.pg_constraint o ON o.oid = e.oid
-           WHERE e.conindid <> o.conindid) ci
+LEFT JOIN privata_catalog.split_constraints() ci
     ON x.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND ci.oid = x.objid
-    AND x.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND x.refobjid = ci.old
+    AND x.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND x.refobjid = ci.base_conindid
+    AND ci.conindid <> ci.base_conindid
 $from$, jsonb_build_object(
-    'refobjid', 'COALESCE(ci.new, m.view_oid, x.refobjid)',
+    'refobjid', 'COALESCE(ci.conindid, m.view_oid, x.refobjid)',
     'refobjsubid', 'COALESCE(m.view_attnum, x.refobjsubid)'));
 
 -- pg_trigger: the INSTEAD OF triggers that split a view's writes are
@@ -195,7 +244,7 @@ $from$, jsonb_build_object(
 SELECT privata_catalog.emulate('pg_trigger', $from$
 FROM pg_catalog.pg_trigger x
 WHERE NOT (x.tgname IN ('privata_insert', 'privata_update', 'privata_delete')
-           AND EXISTS (SELECT FROM privata_catalog.split_relations r WHERE r.view_oid = x.tgrelid))
+           AND EXISTS (SELECT FROM privata_catalog.splits() r WHERE r.view_oid = x.tgrelid))
 $from$, '{}');
 
 -- pg_class: the view reads as a table, with its main base table's storage,
@@ -210,16 +259,11 @@ $from$, '{}');
 -- application's.
 SELECT privata_catalog.emulate('pg_class', $from$
 FROM pg_catalog.pg_class x
-LEFT JOIN privata_catalog.split_relations r ON r.view_oid = x.oid AND r.main
+LEFT JOIN privata_catalog.splits() r ON r.view_oid = x.oid AND r.main
 LEFT JOIN pg_catalog.pg_class b ON b.oid = r.base_oid
-LEFT JOIN (SELECT i.indexrelid, r.view_namespace
-           FROM privata_catalog.pg_index i
-           JOIN privata_catalog.split_relations r ON r.view_oid = i.indrelid AND r.main) ix
-    ON ix.indexrelid = x.oid
-WHERE NOT EXISTS (SELECT FROM privata_catalog.split_relations h WHERE h.base_oid = x.oid)
-  AND NOT EXISTS (SELECT FROM pg_catalog.pg_index i
-                  JOIN privata_catalog.split_relations h ON h.base_oid = i.indrelid
-                  WHERE i.indexrelid = x.oid AND ix.indexrelid IS NULL)
+LEFT JOIN privata_catalog.split_indexes() ix ON ix.indexrelid = x.oid
+WHERE NOT EXISTS (SELECT FROM privata_catalog.splits() h WHERE h.base_oid = x.oid)
+  AND (ix.indexrelid IS NULL OR ix.keys IS NOT NULL)
 $from$, jsonb_build_object(
     'relnamespace', 'COALESCE(ix.view_namespace, x.relnamespace)',
     'relowner', 'CASE WHEN r.view_oid IS NOT NULL AND pg_catalog.has_table_privilege(x.oid,
@@ -235,13 +279,15 @@ $from$, jsonb_build_object(
     'relallvisible', 'COALESCE(b.relallvisible, x.relallvisible)',
     'reltoastrelid', 'COALESCE(b.reltoastrelid, x.reltoastrelid)',
     'relhasindex', 'CASE WHEN r.view_oid IS NULL THEN x.relhasindex
-                         ELSE EXISTS (SELECT FROM privata_catalog.pg_index i WHERE i.indrelid = x.oid) END',
+                         ELSE EXISTS (SELECT FROM privata_catalog.split_indexes() i
+                                      WHERE i.view_oid = x.oid AND i.keys IS NOT NULL) END',
     'relchecks', 'CASE WHEN r.view_oid IS NULL THEN x.relchecks
-                       ELSE (SELECT pg_catalog.count(*) FROM privata_catalog.pg_constraint k
-                             WHERE k.conrelid = x.oid AND k.contype = ''c'') END',
+                       ELSE (SELECT pg_catalog.count(*) FROM privata_catalog.split_constraints() k
+                             WHERE k.conrelid = x.oid AND k.shown AND k.contype = ''c'') END',
     'relhasrules', 'x.relhasrules AND r.view_oid IS NULL',
     'relhastriggers', 'CASE WHEN r.view_oid IS NULL THEN x.relhastriggers
-                            ELSE EXISTS (SELECT FROM privata_catalog.pg_constraint k WHERE k.contype = ''f''
+                            ELSE EXISTS (SELECT FROM privata_catalog.split_constraints() k
+                                         WHERE k.contype = ''f'' AND k.shown
                                          AND x.oid IN (k.conrelid, k.confrelid)) END',
     'relreplident', 'CASE WHEN r.view_oid IS NULL THEN x.relreplident ELSE ''d'' END',
     'relfrozenxid', 'COALESCE(b.relfrozenxid, x.relfrozenxid)',
@@ -255,7 +301,7 @@ $from$, jsonb_build_object(
 CREATE FUNCTION privata_catalog.pg_get_expr(expr pg_catalog.pg_node_tree, rel oid,
                                             pretty boolean DEFAULT false) RETURNS text
     LANGUAGE sql STABLE
-RETURN CASE WHEN EXISTS (SELECT FROM privata_catalog.split_relations r WHERE r.view_oid = rel)
+RETURN CASE WHEN EXISTS (SELECT FROM privata_catalog.splits() r WHERE r.view_oid = rel)
             THEN pg_catalog.regexp_replace(pg_catalog.pg_get_expr(expr, rel, pretty),
                      '^nextval\(''privata_(identity|clinical)\.',
                      'nextval(''' || (SELECT CASE WHEN pg_catalog.pg_table_is_visible(rel) THEN ''
@@ -282,10 +328,10 @@ CREATE FUNCTION privata_catalog.pg_get_indexdef(idx oid, col integer, pretty boo
     LANGUAGE sql STABLE
 RETURN COALESCE(
     (SELECT pg_catalog.replace(pg_catalog.pg_get_indexdef(idx, col, pretty),
-                               ' ON ' || privata_catalog.relation_name(b.indrelid, true) || ' USING ',
-                               ' ON ' || privata_catalog.relation_name(i.indrelid, NOT pretty) || ' USING ')
-     FROM privata_catalog.pg_index i JOIN pg_catalog.pg_index b ON b.indexrelid = i.indexrelid
-     WHERE i.indexrelid = idx AND i.indrelid <> b.indrelid AND col = 0),
+                               ' ON ' || privata_catalog.relation_name(i.indrelid, true) || ' USING ',
+                               ' ON ' || privata_catalog.relation_name(s.view_oid, NOT pretty) || ' USING ')
+     FROM privata_catalog.split_indexes() s JOIN pg_catalog.pg_index i ON i.indexrelid = s.indexrelid
+     WHERE s.indexrelid = idx AND s.keys IS NOT NULL AND col = 0),
     pg_catalog.pg_get_indexdef(idx, col, pretty));
 
 CREATE FUNCTION privata_catalog.pg_get_indexdef(idx oid) RETURNS text
@@ -309,8 +355,9 @@ RETURN COALESCE(
                     FROM pg_catalog.unnest(e.confkey) WITH ORDINALITY k(n, i)
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = e.confrelid AND a.attnum = k.n)
                 || ')')
-     FROM privata_catalog.pg_constraint e JOIN pg_catalog.pg_constraint o ON o.oid = e.oid
-     WHERE e.oid = con AND e.contype = 'f' AND (e.conrelid, e.confrelid) <> (o.conrelid, o.confrelid)),
+     FROM privata_catalog.split_constraints() e JOIN pg_catalog.pg_constraint o ON o.oid = e.oid
+     WHERE e.oid = con AND e.contype = 'f' AND e.shown
+       AND (e.conrelid, e.confrelid) <> (o.conrelid, o.confrelid)),
     pg_catalog.pg_get_constraintdef(con, pretty));
 
 CREATE FUNCTION privata_catalog.pg_get_constraintdef(con oid) RETURNS text
@@ -332,7 +379,7 @@ RETURN COALESCE(
      JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
      JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
      WHERE a.attrelid = tab::pg_catalog.regclass AND a.attname = col AND NOT a.attisdropped
-       AND EXISTS (SELECT FROM privata_catalog.split_relations r WHERE r.view_oid = a.attrelid)
+       AND EXISTS (SELECT FROM privata_catalog.splits() r WHERE r.view_oid = a.attrelid)
      LIMIT 1),
     pg_catalog.pg_get_serial_sequence(tab, col));
 
@@ -341,8 +388,10 @@ RETURN COALESCE(
 CREATE FUNCTION privata_catalog._pg_index_position(oid, smallint) RETURNS integer
     LANGUAGE sql STABLE STRICT
 RETURN (SELECT (ss.a).n
-        FROM (SELECT information_schema._pg_expandarray(i.indkey) AS a
-              FROM privata_catalog.pg_index i WHERE i.indexrelid = $1) ss
+        FROM (SELECT information_schema._pg_expandarray(COALESCE(s.keys, i.indkey::int2[])) AS a
+              FROM pg_catalog.pg_index i
+              LEFT JOIN privata_catalog.split_indexes() s ON s.indexrelid = i.indexrelid
+              WHERE i.indexrelid = $1) ss
         WHERE (ss.a).x = $2);
 
 -- _pg_truetypid, _pg_truetypmod: information_schema's helpers, taking the
