@@ -141,7 +141,7 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 		rewrites = rewrites || d.Action == rewrite.Rewrite
 		s.noteSplitDDL(st, c)
 	}
-	catalog := s.catalog && rewrite.ReadsCatalog(an, s.searchPath)
+	catalog := s.emulatesCatalog() && rewrite.ReadsCatalog(an, s.searchPath)
 	wire := ""
 	if rewrites || catalog {
 		var e *Error

@@ -14,6 +14,13 @@ import (
 // introspect are rewritten to read privata_catalog's emulations, which
 // show each split table as the plain table the application created. On a
 // database without split tables they pass through as they are.
+//
+// Whether there are split tables is checked once per connection. A
+// session that finds them, or runs DDL on a table the policy classifies
+// (which leaves split storage behind), turns emulation on for every
+// session of the server, also those opened before: an ORM migrates on one
+// pooled connection and compares schemas on another. Emulating the
+// catalogs of a database without split tables changes nothing but speed.
 
 // catalogCheck tells whether the emulations are installed, and whether
 // the database has split tables (every split table has a clinical base
@@ -38,16 +45,22 @@ func (s *session) checkCatalog(ctx context.Context, pc *pgconn.PgConn) error {
 	}
 	row := res[0].Rows[0]
 	s.catalogInstalled = string(row[0]) == "t"
-	s.catalog = s.catalogInstalled && string(row[1]) == "t"
+	if s.catalogInstalled && string(row[1]) == "t" {
+		s.srv.splitSeen.Store(true)
+	}
 	return nil
 }
 
-// noteSplitDDL turns catalog emulation on for the rest of the session once
-// it runs DDL on a table the policy classifies: such DDL leaves split
-// storage behind (the statement has not run yet, but emulating the
-// catalogs of a database without split tables changes nothing but speed).
+// emulatesCatalog reports whether the session's catalog queries read the
+// emulations.
+func (s *session) emulatesCatalog() bool {
+	return s.catalogInstalled && s.srv.splitSeen.Load()
+}
+
+// noteSplitDDL turns catalog emulation on once a session runs DDL on a
+// table the policy classifies (the statement has not run yet).
 func (s *session) noteSplitDDL(st *rewrite.Statement, c rewrite.Classification) {
-	if s.catalogInstalled && !s.catalog && st.Kind == rewrite.DDL && len(c.Tables) > 0 {
-		s.catalog = true
+	if st.Kind == rewrite.DDL && len(c.Tables) > 0 {
+		s.srv.splitSeen.Store(true)
 	}
 }

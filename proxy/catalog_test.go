@@ -12,6 +12,7 @@ import (
 
 	"github.com/privata/privata/internal/pgtest"
 	"github.com/privata/privata/policy"
+	privatasql "github.com/privata/privata/sql"
 	"github.com/privata/privata/storage"
 )
 
@@ -204,6 +205,62 @@ func TestCatalogDirectlyShowsViews(t *testing.T) {
 	}
 	if direct != "VIEW" || through != "BASE TABLE" {
 		t.Errorf("patients: directly %q, through Privata %q; want VIEW and BASE TABLE", direct, through)
+	}
+}
+
+// TestCatalogSessionsOpenedBeforeTheSplit checks that a session opened
+// before its tables were split emulates the catalogs once another session
+// has found split tables: an ORM's pool keeps its connections.
+func TestCatalogSessionsOpenedBeforeTheSplit(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, envOptions{policy: catalogPolicy})
+	b := e.admin(t)
+	if _, err := b.Exec(ctx, catalogTables); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", privatasql.LockKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := privatasql.Install(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	early := e.connect(t, "clinician")
+	pol, err := policy.Parse("policy.yaml", []byte(catalogPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.Apply(ctx, e.db.Connect(t), pol, storage.Target{Name: "main",
+		URL: e.db.URL(), Regions: []string{"main"}}); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	q := `SELECT table_type FROM information_schema.tables WHERE table_schema = 'public'
+	      AND table_name = 'patients'`
+	// Simple protocol, as node-postgres sends unnamed statements: a
+	// statement prepared before emulation was on reads the catalogs.
+	tableType := func(conn *pgx.Conn) string {
+		var out string
+		if err := conn.QueryRow(ctx, q, pgx.QueryExecModeSimpleProtocol).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := tableType(early); got != "VIEW" {
+		t.Fatalf("before any session found split tables: %q, want VIEW", got)
+	}
+	if got := tableType(e.connect(t, "clinician")); got != "BASE TABLE" {
+		t.Errorf("a session opened after the split: %q, want BASE TABLE", got)
+	}
+	if got := tableType(early); got != "BASE TABLE" {
+		t.Errorf("the session opened before, after another found split tables: %q, want BASE TABLE",
+			got)
 	}
 }
 

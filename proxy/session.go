@@ -49,14 +49,14 @@ type session struct {
 
 	// Client side only:
 	searchPath []string // for classifying unqualified names
-	// catalog is set when the database's catalogs are emulated
-	// (catalog.go), catalogInstalled when they can be.
-	catalog, catalogInstalled bool
-	breakGlass                bool // declared with privata.break_glass
-	stmts                     map[string]*stmtInfo
-	portals                   map[string]*stmtInfo
-	unnamedStmt               *stmtInfo
-	unnamedPortal             *stmtInfo
+	// catalogInstalled is set when the database has the catalog
+	// emulations (catalog.go).
+	catalogInstalled bool
+	breakGlass       bool // declared with privata.break_glass
+	stmts            map[string]*stmtInfo
+	portals          map[string]*stmtInfo
+	unnamedStmt      *stmtInfo
+	unnamedPortal    *stmtInfo
 
 	// Upstream side only:
 	cur     entry // copy of the queue's head
