@@ -38,8 +38,9 @@ roles:
 
 // catalogTables is the DDL TypeORM's migration of the clinic schema runs
 // (an identity key, a serial key, a unique column, a foreign key with ON
-// DELETE CASCADE, an index), with a check constraint and a table the
-// policy does not classify. (apply recreates a check constraint on its
+// DELETE CASCADE, an index), with a check constraint, a partial unique
+// index, an expression index, comments and a table the policy does not
+// classify. (apply recreates a check constraint on its
 // base table from its printed definition; an expression whose printed
 // form parses into a different tree, such as gender IN ('f', 'm') on a
 // varchar, then prints differently: the emulation shows what the base
@@ -60,6 +61,11 @@ CREATE TABLE "encounters" ("id" SERIAL NOT NULL, "patient_id" integer NOT NULL,
 CREATE INDEX "encounters_started_at_idx" ON "encounters" ("started_at");
 ALTER TABLE "encounters" ADD CONSTRAINT "FK_bb9694e5661b8635d77020d9529" FOREIGN KEY ("patient_id")
     REFERENCES "patients"("id") ON DELETE CASCADE ON UPDATE NO ACTION;
+CREATE UNIQUE INDEX "patients_marital_gender" ON "patients" ("marital", "gender") WHERE "marital" IS NOT NULL;
+CREATE INDEX "patients_last_name_lower" ON "patients" (lower("last_name"));
+COMMENT ON TABLE "patients" IS 'people we treat';
+COMMENT ON COLUMN "patients"."ssn" IS 'social security number';
+COMMENT ON COLUMN "encounters"."code" IS 'visit code';
 CREATE TABLE "notes" ("id" bigserial PRIMARY KEY, "body" text NOT NULL);
 GRANT ALL ON patients, encounters, notes TO clinician;
 `

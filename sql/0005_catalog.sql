@@ -296,13 +296,26 @@ $from$, jsonb_build_object(
 
 -- Text that names base tables or their sequences names the view instead.
 
--- pg_get_expr: a split table's serial default names its sequence as it
--- would in the table's schema.
+-- pg_get_expr: an expression of a split table's index (indexprs, indpred)
+-- or check constraint (conbin) numbers the columns of its base table, and
+-- is printed against it; a serial default names its sequence as it would
+-- in the table's schema.
 CREATE FUNCTION privata_catalog.pg_get_expr(expr pg_catalog.pg_node_tree, rel oid,
                                             pretty boolean DEFAULT false) RETURNS text
     LANGUAGE sql STABLE
 RETURN CASE WHEN EXISTS (SELECT FROM privata_catalog.splits() r WHERE r.view_oid = rel)
-            THEN pg_catalog.regexp_replace(pg_catalog.pg_get_expr(expr, rel, pretty),
+            THEN pg_catalog.regexp_replace(
+                     pg_catalog.pg_get_expr(expr, COALESCE(
+                         (SELECT i.indrelid FROM pg_catalog.pg_index i
+                          JOIN privata_catalog.splits() r ON r.base_oid = i.indrelid
+                          WHERE r.view_oid = rel AND (i.indpred::text = expr::text
+                                                      OR i.indexprs::text = expr::text)
+                          LIMIT 1),
+                         (SELECT k.conrelid FROM pg_catalog.pg_constraint k
+                          JOIN privata_catalog.splits() r ON r.base_oid = k.conrelid
+                          WHERE r.view_oid = rel AND k.conbin::text = expr::text
+                          LIMIT 1),
+                         rel), pretty),
                      '^nextval\(''privata_(identity|clinical)\.',
                      'nextval(''' || (SELECT CASE WHEN pg_catalog.pg_table_is_visible(rel) THEN ''
                                                   ELSE pg_catalog.quote_ident(n.nspname) || '.' END
@@ -311,9 +324,8 @@ RETURN CASE WHEN EXISTS (SELECT FROM privata_catalog.splits() r WHERE r.view_oid
                                       WHERE c.oid = rel))
             ELSE pg_catalog.pg_get_expr(expr, rel, pretty) END;
 
--- view_name and base_name print a split table's view and a base table as
--- the server prints relation names, qualified or (qualify false) only when
--- not visible.
+-- relation_name prints a relation's name as the server does, qualified,
+-- or (qualify false) only when the search path does not find it.
 CREATE FUNCTION privata_catalog.relation_name(rel oid, qualify boolean) RETURNS text
     LANGUAGE sql STABLE
 RETURN (SELECT CASE WHEN qualify OR NOT pg_catalog.pg_table_is_visible(c.oid)
