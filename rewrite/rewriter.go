@@ -17,7 +17,9 @@ import (
 //     upsert views (upsert.go, storage/upsert.go);
 //   - COPY t [(columns)] TO ... becomes COPY (SELECT columns FROM t) TO ...,
 //     since PostgreSQL copies only tables out;
-//   - TRUNCATE t truncates t's base tables.
+//   - TRUNCATE t truncates t's base tables;
+//   - with RewriteWithCatalog, a statement that reads an emulated catalog
+//     relation reads it in schema privata_catalog (catalog.go).
 //
 // EXPLAIN and PREPARE of such statements are rewritten around them. The
 // other statements of a text are kept as they are, byte for byte; the
