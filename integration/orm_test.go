@@ -41,20 +41,12 @@ var apps = []app{
 	{"prisma", "prisma", "", ""},
 	{"sequelize/sync", "sequelize", "sync", ""},
 	{"sequelize/migrations", "sequelize", "migrations", ""},
-	// TODO(#4): TypeORM migrates through Privata, but then asks the
-	// catalogs whether the schema matches its entities, and
-	// information_schema and pg_catalog describe a split table's view
-	// (nullable columns, no primary key, no foreign keys): TypeORM wants
-	// to change it again. Through Privata once the catalogs present split
-	// views as tables.
-	{"typeorm/synchronize", "typeorm", "synchronize", typeormCatalog},
-	{"typeorm/migrations", "typeorm", "migrations", typeormCatalog},
+	{"typeorm/synchronize", "typeorm", "synchronize", ""},
+	{"typeorm/migrations", "typeorm", "migrations", ""},
 	{"knex", "knex", "", ""},
 	{"pg", "pg", "", ""},
 	{"drizzle", "drizzle", "", ""},
 }
-
-const typeormCatalog = "TypeORM's schema check reads the catalogs, which describe split views"
 
 // appDatabaseURL is the URL the applications get for db: Privata in front
 // of it, with apps/policy.yaml applied to the empty database with missing

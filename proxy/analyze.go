@@ -144,11 +144,13 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 			return nil, &Error{Code: d.SQLState, Message: d.Message, Hint: d.Hint}
 		}
 		rewrites = rewrites || d.Action == rewrite.Rewrite
+		s.noteSplitDDL(st, c)
 	}
+	catalog := s.emulatesCatalog() && rewrite.ReadsCatalog(an, s.searchPath)
 	wire := ""
-	if rewrites {
+	if rewrites || catalog {
 		var e *Error
-		if wire, e = s.rewrite(text, an); e != nil {
+		if wire, e = s.rewrite(text, an, catalog); e != nil {
 			return nil, e
 		}
 	}
@@ -164,7 +166,7 @@ func (s *session) analyze(text []byte) (*stmtInfo, *Error) {
 	for _, st := range an.Statements {
 		s.srv.decided(st.Kind, 0).Inc()
 	}
-	info, e := s.withWire(s.planRead(s.info(an), sql, an), wire)
+	info, e := s.withWire(s.planRead(s.info(an), sql, an), wire, catalog)
 	if ddl != nil && e == nil {
 		c := *info
 		c.ddl = ddl

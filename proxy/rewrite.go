@@ -17,10 +17,10 @@ import (
 // one.
 
 // rewrite returns the text to send upstream in place of text, whose
-// analysis Decide answered with rewrite.Rewrite for some statement, or the
-// error to refuse it with.
-func (s *session) rewrite(text []byte, an *rewrite.Analysis) (string, *Error) {
-	out, err := s.srv.rewriter.Rewrite(string(text), an, s.searchPath)
+// analysis Decide answered with rewrite.Rewrite for some statement or
+// which reads emulated catalogs (catalog), or the error to refuse it with.
+func (s *session) rewrite(text []byte, an *rewrite.Analysis, catalog bool) (string, *Error) {
+	out, err := s.rewriteText(string(text), an, catalog)
 	if err != nil {
 		var re *rewrite.Error
 		if !errors.As(err, &re) {
@@ -40,7 +40,7 @@ func (s *session) rewrite(text []byte, an *rewrite.Analysis) (string, *Error) {
 // the read path's text, whose SELECTs it keeps as they are: upstream gets
 // both. Side connections (other regions' clusters) get the rewrite alone,
 // as they get SELECTs without hidden columns.
-func (s *session) withWire(info *stmtInfo, wire string) (*stmtInfo, *Error) {
+func (s *session) withWire(info *stmtInfo, wire string, catalog bool) (*stmtInfo, *Error) {
 	if wire == "" {
 		return info, nil
 	}
@@ -52,7 +52,7 @@ func (s *session) withWire(info *stmtInfo, wire string) (*stmtInfo, *Error) {
 			return nil, &Error{Code: rewrite.CodeInternalError,
 				Message: "statement rewrite failed: the read path's text does not analyse"}
 		}
-		if c.wire, err = s.srv.rewriter.Rewrite(info.read.text, an, s.searchPath); err != nil {
+		if c.wire, err = s.rewriteText(info.read.text, an, catalog); err != nil {
 			return nil, &Error{Code: rewrite.CodeInternalError,
 				Message: "statement rewrite failed on the read path's text"}
 		}
@@ -79,4 +79,13 @@ func parseWith(body []byte, text string) []byte {
 	out = append(out, text...)
 	out = append(out, 0)
 	return append(out, params...)
+}
+
+// rewriteText rewrites text for split storage and, when catalog is set,
+// for the emulated catalogs.
+func (s *session) rewriteText(text string, an *rewrite.Analysis, catalog bool) (string, error) {
+	if catalog {
+		return s.srv.rewriter.RewriteWithCatalog(text, an, s.searchPath)
+	}
+	return s.srv.rewriter.Rewrite(text, an, s.searchPath)
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -105,6 +106,10 @@ type Server struct {
 	observe func(*stmtInfo) observer
 	// read is the audit of reads and the cache; nil when neither is on.
 	read *readPath
+	// splitSeen is set once a session found split tables upstream or ran
+	// DDL on a classified table: catalog queries are emulated from then on
+	// (catalog.go).
+	splitSeen atomic.Bool
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}

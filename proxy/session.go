@@ -48,12 +48,15 @@ type session struct {
 	startupTail []byte // ParameterStatus messages for greet
 
 	// Client side only:
-	searchPath    []string // for classifying unqualified names
-	breakGlass    bool     // declared with privata.break_glass
-	stmts         map[string]*stmtInfo
-	portals       map[string]*stmtInfo
-	unnamedStmt   *stmtInfo
-	unnamedPortal *stmtInfo
+	searchPath []string // for classifying unqualified names
+	// catalogInstalled is set when the database has the catalog
+	// emulations (catalog.go).
+	catalogInstalled bool
+	breakGlass       bool // declared with privata.break_glass
+	stmts            map[string]*stmtInfo
+	portals          map[string]*stmtInfo
+	unnamedStmt      *stmtInfo
+	unnamedPortal    *stmtInfo
 
 	// Upstream side only:
 	cur     entry // copy of the queue's head
@@ -167,6 +170,10 @@ func (s *session) connect(st *startup) error {
 		return e
 	}
 	s.superuser = pc.ParameterStatus("is_superuser") == "on"
+	if err := s.checkCatalog(ctx, pc); err != nil {
+		pc.Close(context.Background())
+		return upstreamError(s.srv.upstreamCluster, err)
+	}
 	if pc.ParameterStatus("standard_conforming_strings") != "on" {
 		pc.Close(context.Background())
 		return fatalf(codeFeatureNotSupport, "standard_conforming_strings must be on through Privata")

@@ -52,6 +52,11 @@
 //   - COPY t [(columns)] TO ... becomes COPY (SELECT columns FROM t) TO ...
 //   - TRUNCATE t truncates t's base tables.
 //
+// On a database with split tables, RewriteWithCatalog also points a
+// statement that reads the catalogs ORMs introspect (information_schema,
+// pg_catalog) at their emulations in schema privata_catalog, which show
+// each split table as the plain table it replaced (catalog.go).
+//
 // The other statements of a text stay as they are, byte for byte; the
 // Rewriter keeps recent results by text.
 //

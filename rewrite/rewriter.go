@@ -17,7 +17,9 @@ import (
 //     upsert views (upsert.go, storage/upsert.go);
 //   - COPY t [(columns)] TO ... becomes COPY (SELECT columns FROM t) TO ...,
 //     since PostgreSQL copies only tables out;
-//   - TRUNCATE t truncates t's base tables.
+//   - TRUNCATE t truncates t's base tables;
+//   - with RewriteWithCatalog, a statement that reads an emulated catalog
+//     relation reads it in schema privata_catalog (catalog.go).
 //
 // EXPLAIN and PREPARE of such statements are rewritten around them. The
 // other statements of a text are kept as they are, byte for byte; the
@@ -41,10 +43,25 @@ func NewRewriter(p *policy.Policy, cacheEntries int) *Rewriter {
 // searchPath resolves unqualified names as Classify does. Its error is an
 // *Error: a statement of a shape Privata cannot rewrite is refused (0A000).
 func (r *Rewriter) Rewrite(text string, an *Analysis, searchPath []string) (string, error) {
+	return r.rewriteText(text, an, searchPath, false)
+}
+
+// RewriteWithCatalog is Rewrite on a database whose catalogs privata_catalog
+// emulates (catalog.go): the statements that read an emulated catalog
+// relation are rewritten to read its emulation too.
+func (r *Rewriter) RewriteWithCatalog(text string, an *Analysis, searchPath []string) (string, error) {
+	return r.rewriteText(text, an, searchPath, true)
+}
+
+func (r *Rewriter) rewriteText(text string, an *Analysis, searchPath []string,
+	catalog bool) (string, error) {
 	if len(searchPath) == 0 {
 		searchPath = []string{"public"}
 	}
 	key := text + "\x00" + strings.Join(searchPath, "\x00")
+	if catalog {
+		key += "\x00\x01"
+	}
 	if len(text) <= maxCachedText {
 		if out, ok := r.cache.get(key); ok {
 			r.hits.Add(1)
@@ -52,7 +69,7 @@ func (r *Rewriter) Rewrite(text string, an *Analysis, searchPath []string) (stri
 		}
 	}
 	r.misses.Add(1)
-	out, err := r.rewrite(text, an, searchPath)
+	out, err := r.rewrite(text, an, searchPath, catalog)
 	if err != nil {
 		return "", err
 	}
@@ -62,7 +79,8 @@ func (r *Rewriter) Rewrite(text string, an *Analysis, searchPath []string) (stri
 	return out, nil
 }
 
-func (r *Rewriter) rewrite(text string, an *Analysis, searchPath []string) (string, *Error) {
+func (r *Rewriter) rewrite(text string, an *Analysis, searchPath []string,
+	catalog bool) (string, *Error) {
 	tree, perr := parse(text)
 	if perr != nil {
 		return "", parserError(perr)
@@ -74,13 +92,21 @@ func (r *Rewriter) rewrite(text string, an *Analysis, searchPath []string) (stri
 	var b strings.Builder
 	done := 0
 	for i, st := range an.Statements {
-		if !r.needs(st, searchPath) {
+		split := r.needs(st, searchPath)
+		emulate := catalog && readsCatalog(st, searchPath)
+		if !split && !emulate {
 			continue
 		}
-		rw := &rewriting{policy: r.policy, path: searchPath}
-		node, err := rw.statement(tree.Stmts[i].Stmt)
-		if err != nil {
-			return "", err
+		node := tree.Stmts[i].Stmt
+		if emulate {
+			emulateCatalog(node, searchPath)
+		}
+		if split {
+			rw := &rewriting{policy: r.policy, path: searchPath}
+			var err *Error
+			if node, err = rw.statement(node); err != nil {
+				return "", err
+			}
 		}
 		out, derr := deparse(&pg.ParseResult{Version: tree.Version,
 			Stmts: []*pg.RawStmt{{Stmt: node}}})
