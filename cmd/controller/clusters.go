@@ -66,12 +66,14 @@ func targetsOf(cfg *config.Config, p *policy.Policy) ([]storage.Target, *fdw.Top
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(targets) == 0 {
-		// Every region keeps identity and clinical data apart.
-		r := p.Regions[0]
-		return nil, nil, policy.ErrorList{{Pos: r.Pos, Msg: fmt.Sprintf("region %s keeps identity "+
-			"and clinical data in different clusters; apply does not support that yet", r.Name),
-			Hint: "give the region one cluster"}}
+	for _, r := range p.Regions {
+		if r.Cluster == "" {
+			// TODO(#6): split storage across an identity cluster and a
+			// clinical cluster (storage, routing and fdw all assume one).
+			return nil, nil, policy.ErrorList{{Pos: r.Pos, Msg: fmt.Sprintf("region %s keeps "+
+				"identity and clinical data in different clusters; Privata does not support "+
+				"that yet", r.Name), Hint: "give the region one cluster"}}
+		}
 	}
 	topo, err := fdw.NewTopology(cfg, p, targets)
 	if err != nil {
