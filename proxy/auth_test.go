@@ -123,6 +123,34 @@ func TestStartupIsCheckedAndPassedUpstream(t *testing.T) {
 	if code, _ := connectErr(t, scs); code != codeFeatureNotSupport {
 		t.Errorf("standard_conforming_strings=off: %q, want 0A000", code)
 	}
+	// In SJIS, 0x95 0x5C is one character: PostgreSQL would read
+	// E'\x95\' as an unterminated string's start where Privata, reading
+	// UTF8, sees a complete one, and run what Privata took for its
+	// contents. A client encoding other than UTF8 or SQL_ASCII is refused
+	// however it is asked for.
+	for _, enc := range []string{"&client_encoding=SJIS", "&client_encoding=EUC_JP",
+		"&options=-c%20client_encoding%3DBIG5"} {
+		if code, _ := connectErr(t, e.url("clinician")+enc); code != codeFeatureNotSupport {
+			t.Errorf("%s: %q, want 0A000", enc, code)
+		}
+	}
+	admin := e.admin(t)
+	if _, err := admin.Exec(context.Background(), "ALTER ROLE privata_session SET client_encoding = 'GBK'"); err != nil {
+		t.Fatal(err)
+	}
+	code, _ := connectErr(t, e.url("clinician"))
+	if _, err := admin.Exec(context.Background(), "ALTER ROLE privata_session RESET client_encoding"); err != nil {
+		t.Fatal(err)
+	}
+	if code != codeFeatureNotSupport {
+		t.Errorf("client_encoding GBK set on the upstream login: %q, want 0A000", code)
+	}
+	// SQL_ASCII (psql's choice in the C locale) is read as UTF8 by both.
+	if code, conn := connectErr(t, e.url("clinician")+"&client_encoding=SQL_ASCII"); code != "" {
+		t.Errorf("client_encoding SQL_ASCII: %q, want a session", code)
+	} else if who := currentUser(t, conn); who != "clinician" {
+		t.Errorf("client_encoding SQL_ASCII: current_user = %q", who)
+	}
 
 	url := e.url("clinician") + "&application_name=ward%207&search_path=pg_catalog,public" +
 		"&timezone=Europe/Stockholm&options=-c%20privata.actor%3Ddr%5C%20who%20-c%20statement_timeout%3D5min"

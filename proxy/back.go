@@ -156,6 +156,11 @@ func (s *session) relay(typ byte, n int) error {
 			s.pop()
 		}
 		hidden := s.hidden()
+		if s.escalated {
+			if e := s.head(); e == nil || e.st == nil || !e.st.resets {
+				return s.end(s.escalation())
+			}
+		}
 		if e := s.head(); e != nil && e.result != nil {
 			e.result <- s.own
 			s.own = hiddenResult{}
@@ -318,7 +323,12 @@ func isFatal(body []byte) bool {
 
 // watch is the ParameterStatus watchdog: a belt to the analysis' braces.
 // If the backend reports that the session became a superuser its role is
-// not, or that standard_conforming_strings went off, the session ends.
+// not, that standard_conforming_strings went off, or that the client
+// encoding became one Privata does not read statements in, the session
+// ends. DISCARD ALL returns a session that logs in upstream as a superuser
+// to it until Privata's SET ROLE, queued right behind it, has run: the
+// escalation it reports is let through, and must be gone by the next
+// ReadyForQuery (escalated, checked in relay).
 func (s *session) watch(body []byte) *Error {
 	name, rest, ok := cstring(body)
 	value, _, ok2 := cstring(rest)
@@ -327,17 +337,40 @@ func (s *session) watch(body []byte) *Error {
 	}
 	switch string(name) {
 	case "is_superuser":
-		if string(value) == "on" && !s.superuser {
-			return fatalf(codeInsufficientPriv, "the session became a superuser, which role %q is "+
-				"not; Privata ended it", s.role.PGRole)
+		s.escalated = string(value) == "on" && !s.superuser
+		if s.escalated {
+			if e := s.head(); e != nil && e.st != nil && e.st.resets {
+				return nil
+			}
+			return s.escalation()
 		}
 	case "standard_conforming_strings":
 		if string(value) != "on" {
 			return fatalf(codeFeatureNotSupport, "standard_conforming_strings went off; Privata "+
 				"ended the session")
 		}
+	case "client_encoding":
+		if !readableEncoding(string(value)) {
+			return fatalf(codeFeatureNotSupport, "the client encoding became %s; Privata reads "+
+				"statements as UTF8 and ended the session", value)
+		}
 	}
 	return nil
+}
+
+// escalation is the error that ends a session that became a superuser.
+func (s *session) escalation() *Error {
+	return fatalf(codeInsufficientPriv, "the session became a superuser, which role %q is not; "+
+		"Privata ended it", s.role.PGRole)
+}
+
+// readableEncoding reports whether Privata reads statements in client
+// encoding name (as PostgreSQL reports it) as PostgreSQL does: UTF8, or
+// SQL_ASCII, whose bytes PostgreSQL takes as they are (checking them
+// against a UTF8 database's encoding). In other encodings a character's
+// second byte may be a quote or a backslash.
+func readableEncoding(name string) bool {
+	return name == "UTF8" || name == "SQL_ASCII"
 }
 
 // end sends a final error to the client and ends the session.

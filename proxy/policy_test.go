@@ -131,6 +131,34 @@ func TestDiscardAllAndResetAllKeepTheRole(t *testing.T) {
 		"ParseComplete", "BindComplete", "DataRow:analyst", "CommandComplete:SELECT 1", "ReadyForQuery:I")
 }
 
+// Sessions that log in upstream as a superuser (privata dev does) are one
+// for a moment after DISCARD ALL, until Privata's SET ROLE runs: that is
+// not an escalation, and the session keeps its role.
+func TestDiscardAllWithASuperuserLogin(t *testing.T) {
+	e := newEnv(t, envOptions{urlOnly: true})
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		conn := connectMode(t, e, "reception", mode)
+		for _, sql := range []string{"DISCARD ALL", "SELECT 1", "DISCARD ALL"} {
+			if _, err := conn.Exec(context.Background(), sql); err != nil {
+				t.Fatalf("%s %s: %v", mode, sql, err)
+			}
+			if who := currentUser(t, conn); who != "reception" {
+				t.Fatalf("%s: after %s current_user = %q, want reception", mode, sql, who)
+			}
+		}
+	}
+	w := e.wire(t, "reception")
+	w.send(&pgproto3.Query{String: "DISCARD ALL"})
+	w.recv("ReadyForQuery")
+	w.send(&pgproto3.Query{String: "SELECT current_user, current_setting('is_superuser')"})
+	// The hidden SET ROLE's is_superuser=off reaches the client too.
+	expect(t, w.recv("ReadyForQuery"), "ParameterStatus", "RowDescription", "DataRow:reception,off",
+		"CommandComplete:SELECT 1", "ReadyForQuery:I")
+	// An escalation that is not DISCARD ALL's still ends the session.
+	w.send(&pgproto3.Query{String: "SELECT set_config('role', 'none', false)"})
+	expect(t, w.recv("ReadyForQuery"), "Error:42501", "ReadyForQuery:I")
+}
+
 func TestRefusalsInThePipeline(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	w := e.wire(t, "clinician")

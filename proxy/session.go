@@ -37,6 +37,10 @@ type session struct {
 	role      *policy.Role
 	setRole   string // SET ROLE statement for the role, identifier quoted
 	superuser bool   // whether the role is a superuser (is_superuser=on allowed)
+	// escalated: the backend reported is_superuser=on for a role that is
+	// not one, after DISCARD ALL; Privata's SET ROLE must clear it before
+	// the next ReadyForQuery (back.go, watch). Upstream side only.
+	escalated bool
 	pid       uint32
 	key       cancelKey // what the client was told
 	realKey   []byte
@@ -177,6 +181,12 @@ func (s *session) connect(st *startup) error {
 	if pc.ParameterStatus("standard_conforming_strings") != "on" {
 		pc.Close(context.Background())
 		return fatalf(codeFeatureNotSupport, "standard_conforming_strings must be on through Privata")
+	}
+	if enc := pc.ParameterStatus("client_encoding"); !readableEncoding(enc) {
+		pc.Close(context.Background())
+		e := fatalf(codeFeatureNotSupport, "client encoding %s is not supported through Privata", enc)
+		e.Hint = "connect with client_encoding UTF8"
+		return e
 	}
 	hc, err := pc.Hijack()
 	if err != nil {

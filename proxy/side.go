@@ -92,6 +92,11 @@ func (s *session) sideFor(target string) (*side, *Error) {
 		return nil, &Error{Code: codeFeatureNotSupport, Message: "standard_conforming_strings must be " +
 			"on in region " + region}
 	}
+	if enc := pc.ParameterStatus("client_encoding"); !readableEncoding(enc) {
+		pc.Close(context.Background())
+		return nil, &Error{Code: codeFeatureNotSupport, Message: "client encoding " + enc +
+			" is not supported through Privata (region " + region + ")"}
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(context.Background())
