@@ -397,3 +397,48 @@ func TestCacheBackendKilledMidWorkload(t *testing.T) {
 		})
 	}
 }
+
+// A session cannot make the cache answer other sessions from its own
+// temporary tables: a temporary relation named like a split table is
+// refused, and a session that creates any temporary relation (which it
+// may rename) neither fills nor reads the cache.
+func TestCacheIgnoresSessionsWithTemporaryTables(t *testing.T) {
+	tc := newTestCache(t, "memory")
+	re := newReadEnv(t, readOptions{cache: tc.Cache})
+	P := re.patients
+	ctx := context.Background()
+	a := connectMode(t, re.env, "clinician", pgx.QueryExecModeExec)
+	if _, err := a.Exec(ctx, "CREATE TEMP TABLE patients (id uuid PRIMARY KEY, ssn text, last text)"); sqlstate(err) != codeFeatureNotSupport {
+		t.Fatalf("a temporary patients table: %v, want 0A000", err)
+	}
+	if _, err := a.Exec(ctx, "CREATE TEMP TABLE scratch (id uuid PRIMARY KEY, ssn text, last text)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "INSERT INTO scratch VALUES ($1, '000-00-0000', 'POISONED')", P[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "ALTER TABLE scratch RENAME TO patients"); err != nil {
+		t.Fatal(err)
+	}
+	readA := pointReader(t, a)
+	h0 := tc.hits(t)
+	for range 3 {
+		if got := readA(P[0].ID); got != "000-00-0000|POISONED" {
+			t.Fatalf("session a reads its temporary table: %q", got)
+		}
+	}
+	b := connectMode(t, re.env, "clinician", pgx.QueryExecModeExec)
+	readB := pointReader(t, b)
+	want := P[0].SSN + "|" + P[0].Last
+	for range 3 {
+		if got := readB(P[0].ID); got != want {
+			t.Fatalf("session b reads %q, want %q", got, want)
+		}
+	}
+	if got := readA(P[0].ID); got != "000-00-0000|POISONED" {
+		t.Fatalf("session a, after b filled the cache: %q", got)
+	}
+	if tc.hits(t) == h0 {
+		t.Fatal("session b's repeated reads were never answered from the cache")
+	}
+}

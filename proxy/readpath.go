@@ -231,6 +231,9 @@ func (s *session) planRead(in *stmtInfo, text string, an *rewrite.Analysis) *stm
 		}
 		c := rewrite.Classify(st, s.srv.pol, s.searchPath)
 		if len(c.Tables) == 0 {
+			if sr := s.planDerived(text, st, c); sr != nil {
+				p.stmts[i], any = sr, true
+			}
 			continue
 		}
 		sr, rewritten, cp := s.planStatement(text, st, c, len(an.Statements) == 1)
@@ -390,6 +393,38 @@ func (s *session) resolve(f rewrite.FromRef) *policy.Table {
 		}
 	}
 	return nil
+}
+
+// planDerived plans a statement that reads classified data only through
+// cross-region views or foreign tables (privata_global, privata_region_*):
+// it is audited as a read of those relations, without subjects (a row
+// there carries a pseudonym of another cluster's subjects), unless it
+// reads none of them.
+func (s *session) planDerived(text string, st *rewrite.Statement, c rewrite.Classification) *stmtRead {
+	if s.srv.read.audit == nil {
+		return nil
+	}
+	var tables []string
+	for i, t := range c.Derived {
+		if t == nil || st.Relations[i].Access&rewrite.Read == 0 {
+			continue
+		}
+		name := st.Relations[i].Schema + "." + st.Relations[i].Name
+		if !slices.Contains(tables, name) {
+			tables = append(tables, name)
+		}
+	}
+	if len(tables) == 0 {
+		return nil
+	}
+	stmt, err := rewrite.Normalize(text, st)
+	if err != nil {
+		stmt = "(statement not normalisable: " + st.Tag + ")"
+	}
+	rec := &audit.Read{Role: s.role.PGRole, Statement: stmt, Fingerprint: st.Fingerprint,
+		Tables: tables, Columns: []string{}, Decision: audit.Allowed, Subjects: []audit.Pseudonym{}}
+	return &stmtRead{rec: rec, notes: []string{"not attributable: read through cross-region views " +
+		"(rows of other regions are logged as transfers)"}}
 }
 
 // recordTemplate builds the audit record of a statement as far as its text

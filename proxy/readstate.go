@@ -167,7 +167,9 @@ func (s *session) noteSettings(an *rewrite.Analysis) {
 				s.rs.noCache = true
 			}
 		}
-		if st.ResetsSession {
+		// A temporary relation may take the name of a table the cache
+		// answers for, for this session only.
+		if st.ResetsSession || len(st.Temporary) > 0 {
 			s.rs.noCache = true
 		}
 	}

@@ -60,6 +60,10 @@ type Statement struct {
 	// Operations are what the statement does to relations that PostgreSQL
 	// does otherwise on a split table's view (see Operation).
 	Operations []Operation
+	// Temporary lists the names of the temporary relations the statement
+	// creates. Until the session ends, its unqualified names may mean them
+	// instead of the tables Privata knows by those names.
+	Temporary []string
 	// ResetsSession is set for DISCARD ALL and RESET ALL: afterwards the
 	// session's settings, Privata's context among them, are back to their
 	// defaults, and the proxy must apply its own again.

@@ -42,6 +42,8 @@ var onClassified = map[OperationKind]verdict{
 		"or the table changes, which other views would block; query the table directly."},
 	OpMatView: {action: Refuse, hint: "A materialized view would keep the values its owner reads " +
 		"outside split storage, and block Privata from deriving the table's views again."},
+	OpTableAs: {action: Refuse, hint: "A table made from a query keeps the values its owner reads " +
+		"outside split storage, where the policy's masks, residency and audit no longer reach them."},
 	OpPublication: {action: Refuse, hint: "The base tables hold identity values in the clear; the " +
 		"audit's change stream records changes to split tables."},
 	OpSubscription: {action: Refuse, hint: "A subscription writes tables behind Privata's back: " +
@@ -62,6 +64,17 @@ func decideOperations(st *Statement, c Classification) (Decision, bool) {
 	for _, op := range st.Operations {
 		var t *policy.Table
 		if op.Relation >= 0 {
+			if op.Relation < len(c.Derived) && c.Derived[op.Relation] != nil {
+				// A cross-region view or foreign table: nothing is
+				// rewritten onto it.
+				if v, ok := onClassified[op.What]; ok && v.action != Allow {
+					r := st.Relations[op.Relation]
+					return refuseOperation(fmt.Sprintf("%s is not supported on %s.%s, which shows "+
+						"the data of table %s", op.What, r.Schema, r.Name,
+						c.Derived[op.Relation].QualifiedName()), v.hint), true
+				}
+				continue
+			}
 			if op.Relation >= len(c.Relations) || len(c.Relations[op.Relation]) == 0 {
 				continue
 			}

@@ -41,7 +41,28 @@ var kindCases = []struct {
 		"CREATE VIEW is not supported on table public.patients"},
 	{DDL, `CREATE MATERIALIZED VIEW v AS SELECT id FROM encounters`, Refuse,
 		"CREATE MATERIALIZED VIEW is not supported on table public.encounters"},
-	{DDL, `CREATE TABLE copy AS SELECT id FROM patients`, Allow, ""},
+	// A copy of a split table's values is a plain table that the policy
+	// no longer reaches: refused like a materialized view.
+	{DDL, `CREATE TABLE copy AS SELECT id, ssn FROM patients`, Refuse,
+		"CREATE TABLE AS or SELECT INTO is not supported on table public.patients"},
+	{DDL, `CREATE TEMP TABLE copy AS SELECT * FROM encounters`, Refuse, "on table public.encounters"},
+	{DDL, `SELECT first, ssn INTO copy FROM patients`, Refuse,
+		"CREATE TABLE AS or SELECT INTO is not supported on table public.patients"},
+	{DDL, `SELECT 1 INTO copy UNION SELECT code FROM encounters`, Refuse, "on table public.encounters"},
+	{DDL, `CREATE TABLE copy AS SELECT * FROM other`, Allow, ""},
+	{DDL, `CREATE TABLE eu_copy AS SELECT * FROM privata_global.patients`, Refuse,
+		"CREATE TABLE AS or SELECT INTO is not supported on privata_global.patients, which shows the data of table public.patients"},
+	{DDL, `CREATE VIEW v AS SELECT * FROM privata_region_eu.encounters`, Refuse,
+		"CREATE VIEW is not supported on privata_region_eu.encounters"},
+	{Select, `SELECT count(*) FROM privata_global.encounters`, Allow, ""},
+	// A temporary relation that would hide a split table from the
+	// session's unqualified names (and from what Privata reads them as).
+	{DDL, `CREATE TEMP TABLE patients (id uuid, ssn text)`, Refuse,
+		"a temporary relation named patients is not supported through Privata: it would hide table public.patients"},
+	{DDL, `CREATE TABLE pg_temp.encounters (id int)`, Refuse, "would hide table public.encounters"},
+	{DDL, `CREATE TEMP VIEW patients AS SELECT 1 AS id`, Refuse, "would hide table public.patients"},
+	{DDL, `CREATE TEMPORARY SEQUENCE encounters`, Refuse, "would hide table public.encounters"},
+	{DDL, `CREATE TEMP TABLE scratch (id int)`, Allow, ""},
 	{DDL, `CREATE PUBLICATION p FOR TABLE encounters`, Refuse,
 		"a publication is not supported on table public.encounters"},
 	{DDL, `CREATE PUBLICATION p FOR ALL TABLES`, Refuse, "a publication is not supported through Privata"},
@@ -94,6 +115,33 @@ func TestEveryKindIsDecided(t *testing.T) {
 		if !covered[k] {
 			t.Errorf("statement kind %s has no case in kindCases", k)
 		}
+	}
+}
+
+// Privata's storage schemas are not for clients: the application's
+// table is the one way to a split table's data.
+func TestStorageSchemasAreRefused(t *testing.T) {
+	p := clinicPolicy(t)
+	a := NewAnalyzer(0)
+	sess := Session{Role: p.Role("clinician")}
+	for _, sql := range []string{
+		`SELECT id, ssn FROM privata_identity.patients`,
+		`SELECT * FROM public.encounters e JOIN privata_clinical.encounters c USING (id)`,
+		`SELECT first, ssn FROM privata_access.patients_identity`,
+		`UPDATE privata_identity.patients SET ssn = '1'`,
+		`COPY privata_clinical.encounters TO STDOUT`,
+	} {
+		st := analyzeOne(t, a, sql)
+		d := Decide(st, Classify(st, p, nil), sess)
+		if d.Action != Refuse || d.SQLState != CodeInsufficientPriv ||
+			!strings.Contains(d.Message, "is Privata's split storage") {
+			t.Errorf("%s: %+v, want a 42501 refusal", sql, d)
+		}
+	}
+	// A string that names them is not a reference.
+	st := analyzeOne(t, a, `SELECT 'privata_identity.patients'::text, to_regclass('privata_identity.patients')`)
+	if d := Decide(st, Classify(st, p, nil), sess); d.Action != Allow {
+		t.Errorf("a name in a constant: %+v", d)
 	}
 }
 

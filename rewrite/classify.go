@@ -2,8 +2,10 @@ package rewrite
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/privata/privata/policy"
+	"github.com/privata/privata/storage"
 )
 
 // Classification is what a statement touches of the data a policy
@@ -23,7 +25,27 @@ type Classification struct {
 	// classified tables it may name (more than one only when the search
 	// path leaves it open); nil for the others.
 	Relations [][]*policy.Table
+	// Storage names the first relation in one of Privata's storage
+	// schemas (privata_identity, privata_clinical, privata_access), "" when
+	// there is none.
+	Storage string
+	// Derived holds, for each of the statement's relations in a schema of
+	// cross-region views (privata_global, privata_region_*,
+	// privata_export), the classified table whose data it shows; nil for
+	// the others.
+	Derived []*policy.Table
+	// Shadowed is the classified table that a temporary relation the
+	// statement creates would hide from the session's unqualified names.
+	Shadowed *policy.Table
 }
+
+// The schemas whose relations show a classified table's data in another
+// form: cross-region views and their foreign tables (package fdw).
+const (
+	globalSchema       = "privata_global"
+	exportSchema       = "privata_export"
+	regionSchemaPrefix = "privata_region_"
+)
 
 // ClassifiedColumn is a column of a classified table.
 type ClassifiedColumn struct {
@@ -46,10 +68,29 @@ func Classify(st *Statement, p *policy.Policy, searchPath []string) Classificati
 	if len(searchPath) == 0 {
 		searchPath = []string{"public"}
 	}
+	for _, name := range st.Temporary {
+		if ts := resolveTables(Relation{Name: name}, p, searchPath); len(ts) > 0 && c.Shadowed == nil {
+			c.Shadowed = ts[0]
+		}
+	}
 	tables := make([][]*policy.Table, len(st.Relations))
 	for i, r := range st.Relations {
 		if r.Function {
 			continue
+		}
+		switch schema := r.Schema; {
+		case schema == storage.IdentitySchema || schema == storage.ClinicalSchema ||
+			schema == storage.AccessSchema:
+			if c.Storage == "" {
+				c.Storage = schema + "." + r.Name
+			}
+		case schema == globalSchema || schema == exportSchema || strings.HasPrefix(schema, regionSchemaPrefix):
+			if t := tableNamed(p, r.Name); t != nil {
+				if c.Derived == nil {
+					c.Derived = make([]*policy.Table, len(st.Relations))
+				}
+				c.Derived[i] = t
+			}
 		}
 		tables[i] = resolveTables(r, p, searchPath)
 		for _, t := range tables[i] {
@@ -132,6 +173,17 @@ func resolveTables(r Relation, p *policy.Policy, searchPath []string) []*policy.
 		}
 	}
 	return out
+}
+
+// tableNamed returns the classified table whose cross-region views are
+// named name, or nil.
+func tableNamed(p *policy.Policy, name string) *policy.Table {
+	for _, t := range p.Tables {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
 }
 
 func (c *Classification) addStar(index map[columnKey]int, t *policy.Table, a Access) {

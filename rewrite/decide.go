@@ -75,6 +75,25 @@ func Decide(st *Statement, c Classification, s Session) Decision {
 				"standard_conforming_strings on and the client encoding UTF8.",
 		}
 	}
+	switch {
+	case c.Storage != "":
+		return Decision{
+			Action:   Refuse,
+			SQLState: CodeInsufficientPriv,
+			Message:  fmt.Sprintf("relation %s is Privata's split storage, which clients do not reach directly", c.Storage),
+			Hint: "Use the application's table: its view applies the policy's masks and Privata " +
+				"audits what it returns.",
+		}
+	case c.Shadowed != nil:
+		return Decision{
+			Action:   Refuse,
+			SQLState: CodeFeatureNotSupported,
+			Message: fmt.Sprintf("a temporary relation named %s is not supported through Privata: it "+
+				"would hide table %s from this session's statements", c.Shadowed.Name,
+				c.Shadowed.QualifiedName()),
+			Hint: "Give the temporary relation another name.",
+		}
+	}
 	if d, ok := decideOperations(st, c); ok {
 		return d
 	}

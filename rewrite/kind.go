@@ -69,7 +69,7 @@ func (k Kind) String() string {
 func kindAndTag(n *pg.Node) (Kind, string) {
 	switch s := n.Node.(type) {
 	case *pg.Node_SelectStmt:
-		if s.SelectStmt.IntoClause != nil {
+		if selectInto(s.SelectStmt) != nil {
 			return DDL, "SELECT"
 		}
 		return Select, "SELECT"

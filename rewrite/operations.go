@@ -40,6 +40,7 @@ const (
 	OpGrant        OperationKind = "GRANT or REVOKE"
 	OpView         OperationKind = "CREATE VIEW"
 	OpMatView      OperationKind = "CREATE MATERIALIZED VIEW"
+	OpTableAs      OperationKind = "CREATE TABLE AS or SELECT INTO"
 	OpPublication  OperationKind = "a publication"
 	OpSubscription OperationKind = "a subscription"
 )

@@ -233,7 +233,7 @@ func ClassifiedDDL(text string, i int, p *policy.Policy, searchPath []string) (*
 				rv, what = in.Rel, "CREATE TABLE AS"
 			}
 		case *pg.Node_SelectStmt:
-			if in := s.SelectStmt.IntoClause; in != nil && in.Rel != nil && in.Rel.Relpersistence != "t" {
+			if in := selectInto(s.SelectStmt); in != nil && in.Rel != nil && in.Rel.Relpersistence != "t" {
 				rv, what = in.Rel, "SELECT INTO"
 			}
 		case *pg.Node_CreateTrigStmt:

@@ -33,10 +33,15 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 	if n == nil {
 		return
 	}
+	w.temporary(n)
 	switch s := n.Node.(type) {
 	case *pg.Node_SelectStmt, *pg.Node_InsertStmt, *pg.Node_UpdateStmt,
 		*pg.Node_DeleteStmt, *pg.Node_MergeStmt:
+		first := len(w.st.Relations)
 		w.query(n, sc)
+		if sel := n.GetSelectStmt(); sel != nil && selectInto(sel) != nil {
+			w.readsSince(first, OpTableAs)
+		}
 	case *pg.Node_CopyStmt:
 		w.copyStmt(s.CopyStmt)
 	case *pg.Node_ExplainStmt:
@@ -57,6 +62,8 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 		w.statement(s.CreateTableAsStmt.Query, sc)
 		if s.CreateTableAsStmt.Objtype == pg.ObjectType_OBJECT_MATVIEW {
 			w.readsSince(first, OpMatView)
+		} else {
+			w.readsSince(first, OpTableAs)
 		}
 	case *pg.Node_ViewStmt:
 		w.relation(s.ViewStmt.View, Write)
@@ -430,3 +437,43 @@ func funcName(fc *pg.FuncCall) (schema, name string) {
 // lowerASCII lower-cases a run-time parameter name the way PostgreSQL
 // compares them.
 func lowerASCII(s string) string { return strings.ToLower(s) }
+
+// temporary records the name of a temporary relation that statement n
+// creates (Statement.Temporary).
+func (w *walker) temporary(n *pg.Node) {
+	var rv *pg.RangeVar
+	switch s := n.Node.(type) {
+	case *pg.Node_CreateStmt:
+		rv = s.CreateStmt.Relation
+	case *pg.Node_ViewStmt:
+		rv = s.ViewStmt.View
+	case *pg.Node_CreateSeqStmt:
+		rv = s.CreateSeqStmt.Sequence
+	case *pg.Node_CreateTableAsStmt:
+		if s.CreateTableAsStmt.Into != nil {
+			rv = s.CreateTableAsStmt.Into.Rel
+		}
+	case *pg.Node_SelectStmt:
+		if in := selectInto(s.SelectStmt); in != nil {
+			rv = in.Rel
+		}
+	}
+	if rv == nil {
+		return
+	}
+	if schema := rv.Schemaname; rv.Relpersistence == "t" || schema == "pg_temp" ||
+		strings.HasPrefix(schema, "pg_temp_") {
+		w.st.Temporary = append(w.st.Temporary, rv.Relname)
+	}
+}
+
+// selectInto returns the INTO clause of SELECT ... INTO, which a set
+// operation keeps in its leftmost branch; nil for other SELECTs.
+func selectInto(s *pg.SelectStmt) *pg.IntoClause {
+	for ; s != nil; s = s.Larg {
+		if s.IntoClause != nil {
+			return s.IntoClause
+		}
+	}
+	return nil
+}
