@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"time"
 
@@ -189,6 +190,12 @@ func (s *session) info(an *rewrite.Analysis) *stmtInfo {
 		return in
 	}
 	in := &stmtInfo{kind: first.Kind.String(), analysis: an}
+	if s.ctxBase == nil {
+		s.ctxBase = maps.Clone(s.ctxStartup)
+		if s.ctxBase == nil {
+			s.ctxBase = map[string]string{}
+		}
+	}
 	for k, v := range an.Tags {
 		if g, ok := tagGUC[k]; ok {
 			if in.want == nil {
@@ -203,14 +210,38 @@ func (s *session) info(an *rewrite.Analysis) *stmtInfo {
 		f := &in.facts[i]
 		f.resets = st.ResetsSession
 		in.resets = in.resets || st.ResetsSession
+		if st.ResetsSession {
+			s.ctxBase = maps.Clone(s.ctxStartup)
+		}
+		if st.Kind == rewrite.Transaction {
+			// A rollback undoes the SETs of its transaction (or, to a
+			// savepoint, of its transaction so far: near enough).
+			switch st.Tag {
+			case "BEGIN", "START TRANSACTION":
+				s.ctxSnap = maps.Clone(s.ctxBase)
+			case "COMMIT", "PREPARE TRANSACTION":
+				s.ctxSnap = nil
+			case "ROLLBACK":
+				if s.ctxSnap != nil {
+					s.ctxBase = maps.Clone(s.ctxSnap)
+				}
+			}
+		}
 		in.ctx = in.ctx || st.ResetsSession || st.Kind == rewrite.Transaction || len(st.Context) > 0
 		for _, cs := range st.Context {
+			delete(s.ctxTagged, cs.Name)
 			if cs.Reset || cs.Param > 0 || cs.Unknown {
 				f.forget = true
+				if cs.Reset && !cs.Local {
+					s.ctxBase[cs.Name] = s.ctxStartup[cs.Name]
+				}
 				continue
 			}
 			f.sets = append(f.sets, ctxSet{name: cs.Name, value: cs.Value, local: cs.Local})
 			s.declare(cs.Name, cs.Value)
+			if !cs.Local {
+				s.ctxBase[cs.Name] = cs.Value
+			}
 		}
 		for _, set := range st.Settings {
 			if set.Name == "search_path" && !set.Reset && set.Param == 0 && !set.Unknown {
@@ -219,6 +250,45 @@ func (s *session) info(an *rewrite.Analysis) *stmtInfo {
 		}
 	}
 	return in
+}
+
+// withContext returns info as the statement runs now: a tag holds for its
+// own statement only (on a pooled connection the next statement may be
+// another user's), so a context setting that a tag set for an earlier
+// statement goes back to the session's own value (startup, then SET)
+// unless this statement's tags set it too. It returns info itself when
+// nothing goes back.
+func (s *session) withContext(info *stmtInfo) *stmtInfo {
+	if info == nil || (len(s.ctxTagged) == 0 && len(info.want) == 0) {
+		return info
+	}
+	var back map[string]string
+	for g := range s.ctxTagged {
+		if _, ok := info.want[g]; !ok {
+			if back == nil {
+				back = maps.Clone(info.want)
+				if back == nil {
+					back = map[string]string{}
+				}
+			}
+			back[g] = s.ctxBase[g]
+			s.declare(g, s.ctxBase[g])
+			delete(s.ctxTagged, g)
+		}
+	}
+	for g, v := range info.want {
+		if s.ctxTagged == nil {
+			s.ctxTagged = map[string]bool{}
+		}
+		s.ctxTagged[g] = true
+		s.declare(g, v)
+	}
+	if back == nil {
+		return info
+	}
+	c := *info
+	c.want = back
+	return &c
 }
 
 // declare records a context setting the client declared, for decisions.

@@ -123,6 +123,7 @@ func (s *session) query(n int) error {
 		return protocolError("invalid string in Query message")
 	}
 	info, refusal := s.analyze(text)
+	info = s.withContext(info)
 	if refusal == nil {
 		refusal = s.checkAudit(info)
 	}
@@ -275,7 +276,7 @@ func (s *session) bind(n int) error {
 	if !ok1 || !ok2 {
 		return protocolError("invalid string in Bind message")
 	}
-	info := s.stmt(stmt)
+	info := s.withContext(s.stmt(stmt))
 	if s.regions != nil {
 		handled, write, err := s.routeBind(body, string(portal), string(stmt))
 		if handled || err != nil {

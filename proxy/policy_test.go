@@ -222,14 +222,25 @@ func TestSessionContextReachesSQL(t *testing.T) {
 			if got := read(t, conn, "/*actor='dr%20who',purpose='treatment'*/ "+q); got != "dr who|treatment" {
 				t.Fatalf("tags: %q", got)
 			}
-			if got := read(t, conn, q+" /*actor='nurse'*/"); got != "nurse|treatment" {
+			// A tag holds for its own statement only: on a pooled
+			// connection the next statement may be another user's.
+			if got := read(t, conn, q+" /*actor='nurse'*/"); got != "nurse|" {
 				t.Fatalf("second tags: %q", got)
+			}
+			if got := read(t, conn, q); got != "|" {
+				t.Fatalf("without tags: %q", got)
 			}
 			if _, err := conn.Exec(ctx, "SET privata.actor = 'set-by-client'"); err != nil {
 				t.Fatal(err)
 			}
-			if got := read(t, conn, q); got != "set-by-client|treatment" {
+			if got := read(t, conn, "/*purpose='treatment'*/ "+q); got != "set-by-client|treatment" {
+				t.Fatalf("after SET, a tag: %q", got)
+			}
+			if got := read(t, conn, q); got != "set-by-client|" {
 				t.Fatalf("after SET: %q", got)
+			}
+			if _, err := conn.Exec(ctx, "SET privata.purpose = 'treatment'"); err != nil {
+				t.Fatal(err)
 			}
 			// A rolled-back SET is undone upstream; a tag asking for the
 			// undone value must be applied again.
@@ -246,6 +257,9 @@ func TestSessionContextReachesSQL(t *testing.T) {
 			}
 			if got := read(t, conn, "/*actor='in-tx'*/ "+q); got != "in-tx|treatment" {
 				t.Fatalf("tag after rollback: %q", got)
+			}
+			if got := read(t, conn, q); got != "set-by-client|treatment" {
+				t.Fatalf("after the tag, the session's own values: %q", got)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"sort"
 	"sync"
@@ -57,10 +58,18 @@ type session struct {
 	// emulations (catalog.go).
 	catalogInstalled bool
 	breakGlass       bool // declared with privata.break_glass
-	stmts            map[string]*stmtInfo
-	portals          map[string]*stmtInfo
-	unnamedStmt      *stmtInfo
-	unnamedPortal    *stmtInfo
+	// The context settings (client side): ctxStartup are the startup
+	// values, ctxBase the session's own (startup, then SET), and ctxTagged
+	// those that a sqlcommenter tag set for the previous statement, which
+	// the next statement without that tag puts back to ctxBase.
+	ctxStartup, ctxBase map[string]string
+	ctxTagged           map[string]bool
+	// ctxSnap is ctxBase when the transaction block began, for ROLLBACK.
+	ctxSnap       map[string]string
+	stmts         map[string]*stmtInfo
+	portals       map[string]*stmtInfo
+	unnamedStmt   *stmtInfo
+	unnamedPortal *stmtInfo
 
 	// Upstream side only:
 	cur     entry // copy of the queue's head
@@ -128,6 +137,11 @@ func (srv *Server) open(nc net.Conn, st *startup) (*session, error) {
 		s.searchPath = parseSearchPath(v, role.PGRole)
 	}
 	s.breakGlass = isOn(settings["privata.break_glass"])
+	s.ctxStartup = map[string]string{}
+	for _, g := range contextGUCs {
+		s.ctxStartup[g] = settings[g]
+	}
+	s.ctxBase = maps.Clone(s.ctxStartup)
 	if !srv.register(s) {
 		s.up.Close()
 		return nil, fatalf(codeAdminShutdown, "Privata is shutting down")
