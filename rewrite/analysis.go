@@ -60,6 +60,9 @@ type Statement struct {
 	// Operations are what the statement does to relations that PostgreSQL
 	// does otherwise on a split table's view (see Operation).
 	Operations []Operation
+	// Definer is set when the statement creates a SECURITY DEFINER
+	// function or procedure, or makes one so.
+	Definer bool
 	// Temporary lists the names of the temporary relations the statement
 	// creates. Until the session ends, its unqualified names may mean them
 	// instead of the tables Privata knows by those names.

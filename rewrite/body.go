@@ -134,6 +134,8 @@ func (w *walker) createFunction(s *pg.CreateFunctionStmt) {
 			}
 		case "set":
 			w.functionSet(de.Arg.GetVariableSetStmt())
+		case "security":
+			w.st.Definer = w.st.Definer || definer(de)
 		}
 	}
 	if lang == "" {
@@ -172,10 +174,27 @@ func (w *walker) createFunction(s *pg.CreateFunctionStmt) {
 // alterFunction checks the SET clauses of ALTER FUNCTION/PROCEDURE.
 func (w *walker) alterFunction(s *pg.AlterFunctionStmt) {
 	for _, a := range s.Actions {
-		if de := a.GetDefElem(); de != nil && de.Defname == "set" {
+		de := a.GetDefElem()
+		switch {
+		case de == nil:
+		case de.Defname == "set":
 			w.functionSet(de.Arg.GetVariableSetStmt())
+		case de.Defname == "security":
+			w.st.Definer = w.st.Definer || definer(de)
 		}
 	}
+}
+
+// definer reports whether a function's "security" option says SECURITY
+// DEFINER.
+func definer(de *pg.DefElem) bool {
+	if b := de.Arg.GetBoolean(); b != nil {
+		return b.Boolval
+	}
+	if i := de.Arg.GetInteger(); i != nil {
+		return i.Ival != 0
+	}
+	return true // an option Privata cannot read: as if it said DEFINER
 }
 
 // constOrName returns a String node's value (LANGUAGE plpgsql) or a

@@ -63,6 +63,13 @@ var kindCases = []struct {
 	{DDL, `CREATE TEMP VIEW patients AS SELECT 1 AS id`, Refuse, "would hide table public.patients"},
 	{DDL, `CREATE TEMPORARY SEQUENCE encounters`, Refuse, "would hide table public.encounters"},
 	{DDL, `CREATE TEMP TABLE scratch (id int)`, Allow, ""},
+	// A SECURITY DEFINER function would read with its owner's access for
+	// every caller.
+	{DDL, `CREATE FUNCTION leak() RETURNS SETOF text SECURITY DEFINER LANGUAGE sql AS 'SELECT ssn FROM patients'`,
+		Refuse, "SECURITY DEFINER functions and procedures are not supported through Privata"},
+	{DDL, `ALTER FUNCTION leak() SECURITY DEFINER`, Refuse, "SECURITY DEFINER"},
+	{DDL, `CREATE PROCEDURE p() LANGUAGE sql SECURITY INVOKER AS 'SELECT 1'`, Allow, ""},
+	{DDL, `ALTER FUNCTION leak() SECURITY INVOKER`, Allow, ""},
 	{DDL, `CREATE PUBLICATION p FOR TABLE encounters`, Refuse,
 		"a publication is not supported on table public.encounters"},
 	{DDL, `CREATE PUBLICATION p FOR ALL TABLES`, Refuse, "a publication is not supported through Privata"},

@@ -66,6 +66,15 @@ func Decide(st *Statement, c Classification, s Session) Decision {
 			Message:  "permission denied to change role through Privata: " + st.RoleChange,
 			Hint:     hint,
 		}
+	case st.Definer:
+		return Decision{
+			Action:   Refuse,
+			SQLState: CodeFeatureNotSupported,
+			Message:  "SECURITY DEFINER functions and procedures are not supported through Privata",
+			Hint: "Such a function reads with its owner's access for every caller, past the policy's " +
+				"masks and the read audit. Use SECURITY INVOKER, or have a DBA create it on the " +
+				"cluster directly.",
+		}
 	case st.Unsafe != "":
 		return Decision{
 			Action:   Refuse,

@@ -199,6 +199,11 @@ func (c *Cluster) writeConf(extra map[string]string) error {
 		"password_encryption":       "'scram-sha-256'",
 		"logging_collector":         "off",
 		"log_min_messages":          "warning",
+		// A failed statement's text and an error's DETAIL and CONTEXT
+		// (a duplicate key's value, a COPY line) would put patients'
+		// values in the server log.
+		"log_min_error_statement": "panic",
+		"log_error_verbosity":     "terse",
 	}
 	for k, v := range extra {
 		settings[k] = v
