@@ -180,30 +180,35 @@ func (r *Router) settle(s Session, st Statement, rt Route, regions []string) (Ro
 	if len(read) == 0 {
 		return rt, nil
 	}
+	var missing []string
 	for _, c := range read {
 		var tr *policy.Transfer
 		if s.Role != nil {
 			tr = r.Policy.TransferFor(rt.Region, s.Region, s.Role.Name, s.Purpose, c)
 		}
 		if tr == nil {
-			role := "(none)"
-			if s.Role != nil {
-				role = s.Role.Name
-			}
-			purpose := s.Purpose
-			if purpose == "" {
-				purpose = "(none)"
-			}
-			return rt, &Error{SQLState: CodeInsufficientPriv, Region: rt.Region,
-				Message: fmt.Sprintf("the subjects this statement reads live in region %s, and no "+
-					"transfer of the policy lets role %s read their %s data in region %s for "+
-					"purpose %s", rt.Region, role, c, s.Region, purpose),
-				Hint: "Add a transfer to the policy (transfers:), or connect to a Privata " +
-					"instance of region " + rt.Region + "."}
+			missing = append(missing, string(c))
+			continue
 		}
 		if !slices.Contains(rt.Transfers, tr) {
 			rt.Transfers = append(rt.Transfers, tr)
 		}
+	}
+	if len(missing) > 0 {
+		role := "(none)"
+		if s.Role != nil {
+			role = s.Role.Name
+		}
+		purpose := s.Purpose
+		if purpose == "" {
+			purpose = "(none)"
+		}
+		return rt, &Error{SQLState: CodeInsufficientPriv, Region: rt.Region,
+			Message: fmt.Sprintf("the subjects this statement reads live in region %s, and no "+
+				"transfer of the policy lets role %s read their %s data in region %s for "+
+				"purpose %s", rt.Region, role, strings.Join(missing, " and "), s.Region, purpose),
+			Hint: "Add a transfer to the policy (transfers:), or connect to a Privata " +
+				"instance of region " + rt.Region + "."}
 	}
 	return rt, nil
 }

@@ -44,6 +44,12 @@ func tour(ctx context.Context, s *devStack, example string, out io.Writer) error
 			"does not have: run the demo with examples/clinic/policy.yaml", home)
 	}
 	eu := direct[r.Cluster]
+	// The roles' reads below reach the audit store a moment after their
+	// rows reach the reader: tourAudit waits for the records since now.
+	var since time.Time
+	if err := eu.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&since); err != nil {
+		return err
+	}
 	if err := tourRoles(ctx, s, home, id, out); err != nil {
 		return err
 	}
@@ -51,7 +57,7 @@ func tour(ctx context.Context, s *devStack, example string, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := tourAudit(ctx, eu, pseudonym, len(s.pol.Roles), out); err != nil {
+	if err := tourAudit(ctx, eu, pseudonym, len(s.pol.Roles), since, out); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "  full accounting: privata audit subject -c %s %s\n", s.rel(s.cfg.File), id)
@@ -183,7 +189,7 @@ func abbreviate(names []string, n int) string {
 // tourAudit prints the patient's audit trail, grouped. The read audit
 // ships from a spool and the change audit comes from the WAL, so it waits
 // (15 seconds at most) for the reads of every role and a change.
-func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, readers int,
+func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, readers int, since time.Time,
 	out io.Writer) error {
 	fmt.Fprintln(out, "\nThe patient's audit trail (privata_audit.disclosures on the EU cluster):")
 	q := `SELECT kind, coalesce(actor, '-'), coalesce(role, '-'), coalesce(purpose, '-'),
@@ -208,11 +214,15 @@ func tourAudit(ctx context.Context, conn *pgx.Conn, pseudonym string, readers in
 		if err != nil {
 			return fmt.Errorf("audit trail: %w", err)
 		}
-		reads, changes := 0, 0
+		var reads int
+		err = conn.QueryRow(ctx, `SELECT count(*) FROM privata_audit.disclosures($1::uuid)
+			WHERE kind = 'read' AND at >= $2`, pseudonym, since).Scan(&reads)
+		if err != nil {
+			return fmt.Errorf("audit trail: %w", err)
+		}
+		changes := 0
 		for _, g := range groups {
-			if g.kind == "read" {
-				reads++
-			} else {
+			if g.kind != "read" {
 				changes++
 			}
 		}
