@@ -441,4 +441,36 @@ func TestCacheIgnoresSessionsWithTemporaryTables(t *testing.T) {
 	if tc.hits(t) == h0 {
 		t.Fatal("session b's repeated reads were never answered from the cache")
 	}
+
+	// A temporary table made where the analysis cannot see: EXECUTE in a
+	// DO block is refused, but a function created on the cluster directly
+	// may run it. The point read the cache may answer then runs on the
+	// table Privata resolved (public.patients), for every session.
+	c := connectMode(t, re.env, "clinician", pgx.QueryExecModeExec)
+	mk := `EXECUTE 'CREATE TEMP TABLE pat' || 'ients (id uuid PRIMARY KEY, ssn text, last text)'`
+	if _, err := c.Exec(ctx, `DO $$BEGIN `+mk+`; END$$`); sqlstate(err) != codeInsufficientPriv {
+		t.Fatalf("dynamic SQL in a DO block: %v, want 42501", err)
+	}
+	if _, err := re.env.admin(t).Exec(ctx, `CREATE FUNCTION public.make_scratch() RETURNS void
+		LANGUAGE plpgsql AS $$BEGIN `+mk+`; END$$`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "SELECT public.make_scratch()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO pg_temp.patients VALUES ($1, '000-00-0000', 'POISONED')", P[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	readC := pointReader(t, c)
+	want1 := P[1].SSN + "|" + P[1].Last
+	for range 3 {
+		if got := readC(P[1].ID); got != want1 {
+			t.Fatalf("session c's point read: %q, want the table's %q", got, want1)
+		}
+	}
+	for range 3 {
+		if got := readB(P[1].ID); got != want1 {
+			t.Fatalf("session b after session c: %q, want %q", got, want1)
+		}
+	}
 }

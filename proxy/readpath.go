@@ -346,7 +346,27 @@ func (s *session) planStatement(text string, st *rewrite.Statement, c rewrite.Cl
 		sr.hidden = nil
 		return sr, "", nil
 	}
-	rewritten, err := sh.AppendTargets(text, st, exprs, aliases)
+	// A statement the cache answers names the table Privata resolved, in
+	// the text PostgreSQL runs: a temporary relation of the same name
+	// (made where the analysis does not see, by EXECUTE in a function)
+	// must not fill other sessions' answers.
+	schema := ""
+	if cp != nil && s.rs.noCache {
+		cp = nil // the session never uses the cache: its text stays as sent
+	}
+	if cp != nil && len(sh.From) == 1 {
+		schema = named[0].Schema
+	} else if cp != nil {
+		// Several FROM items are not qualified here: such a read is
+		// cached only when the text names each table's schema.
+		for _, f := range sh.From {
+			if f.Schema == "" {
+				cp = nil
+				break
+			}
+		}
+	}
+	rewritten, err := sh.AppendTargetsIn(text, st, exprs, aliases, schema)
 	if err != nil {
 		sr.hidden, sr.notes = nil, append(sr.notes, "not attributable: "+err.Error())
 		return sr, "", nil

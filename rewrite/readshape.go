@@ -377,6 +377,19 @@ func pure(m protoreflect.Message, top bool) bool {
 // nothing of the statement is copied into them.
 func (sh *ReadShape) AppendTargets(text string, st *Statement, exprs []string,
 	aliases []string) (string, error) {
+	return sh.AppendTargetsIn(text, st, exprs, aliases, "")
+}
+
+// AppendTargetsIn is AppendTargets that also puts schema before the name
+// of the FROM list's first relation when the text leaves it unqualified,
+// so that PostgreSQL reads the table Privata resolved the name to and not
+// one the session's temporary schema or search path puts first. A shape
+// with more than one FROM item is returned unqualified with an error.
+func (sh *ReadShape) AppendTargetsIn(text string, st *Statement, exprs []string,
+	aliases []string, schema string) (string, error) {
+	if schema != "" && len(sh.From) != 1 {
+		return "", errors.New("append targets: only a single FROM item is qualified")
+	}
 	span, err := stmtText(text, st)
 	if err != nil {
 		return "", err
@@ -385,31 +398,50 @@ func (sh *ReadShape) AppendTargets(text string, st *Statement, exprs []string,
 		return "", errors.New("append targets: the statement's rows are not attributable")
 	}
 	l := lex(span)
-	i := 0
+	var code []token // the tokens that are not comments
 	for _, t := range l.toks {
-		if t.kind == tComment {
-			continue
+		if t.kind != tComment {
+			code = append(code, t)
 		}
-		if i == sh.at {
-			if !l.isKeyword(t, "from") {
-				break
+	}
+	if sh.at < len(code) && l.isKeyword(code[sh.at], "from") {
+		from := code[sh.at]
+		// Where the schema goes: before the first relation's name, after
+		// ONLY, unless a dot follows the name.
+		at := -1
+		if schema != "" {
+			n := sh.at + 1
+			if n < len(code) && l.isKeyword(code[n], "only") {
+				n++
 			}
-			var b strings.Builder
-			b.Grow(len(span) + 64*len(exprs))
-			b.WriteString(span[:t.start])
-			for k, e := range exprs {
-				if k > 0 || !sh.empty {
-					b.WriteString(", ")
-				}
-				b.WriteString(e)
-				b.WriteString(" AS ")
-				b.WriteString(quoteIdent(aliases[k]))
+			if n >= len(code) || code[n].kind != tIdent && code[n].kind != tQIdent {
+				return "", errors.New("append targets: the FROM list does not start with a name")
 			}
-			b.WriteByte(' ')
-			b.WriteString(span[t.start:])
+			if n+1 >= len(code) || l.tokText(code[n+1]) != "." {
+				at = int(code[n].start)
+			}
+		}
+		var b strings.Builder
+		b.Grow(len(span) + 64*len(exprs) + len(schema) + 3)
+		b.WriteString(span[:from.start])
+		for k, e := range exprs {
+			if k > 0 || !sh.empty {
+				b.WriteString(", ")
+			}
+			b.WriteString(e)
+			b.WriteString(" AS ")
+			b.WriteString(quoteIdent(aliases[k]))
+		}
+		b.WriteByte(' ')
+		if at < 0 {
+			b.WriteString(span[from.start:])
 			return b.String(), nil
 		}
-		i++
+		b.WriteString(span[from.start:at])
+		b.WriteString(quoteIdent(schema))
+		b.WriteByte('.')
+		b.WriteString(span[at:])
+		return b.String(), nil
 	}
 	return "", errors.New("append targets: the statement does not have its shape's FROM")
 }

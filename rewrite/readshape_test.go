@@ -200,3 +200,29 @@ func TestNormalizeHoldsNoValue(t *testing.T) {
 		}
 	}
 }
+
+// AppendTargetsIn names the schema of a single FROM item the text leaves
+// unqualified, and leaves a qualified one as it is.
+func TestAppendTargetsQualifiesTheTable(t *testing.T) {
+	s := NewShaper(100)
+	for _, c := range []struct{ sql, want string }{
+		{`SELECT ssn FROM patients WHERE id = $1`,
+			`SELECT ssn , "patients"."id" AS "h" FROM "public".patients WHERE id = $1`},
+		{`select ssn from /* c */ ONLY "patients" p where p.id = $1`,
+			`select ssn , "p"."id" AS "h" from /* c */ ONLY "public"."patients" p where p.id = $1`},
+		{`SELECT ssn FROM public.patients WHERE id = $1`,
+			`SELECT ssn , "public"."patients"."id" AS "h" FROM public.patients WHERE id = $1`},
+	} {
+		an, sh := shapeOf(t, s, c.sql)
+		got, err := sh.AppendTargetsIn(c.sql, an.Statements[0], []string{sh.From[0].QualifiedColumn("id")},
+			[]string{"h"}, "public")
+		if err != nil || got != c.want {
+			t.Errorf("%s:\n got %s (%v)\nwant %s", c.sql, got, err, c.want)
+		}
+	}
+	an, sh := shapeOf(t, s, `SELECT 1 FROM patients p, encounters e`)
+	if _, err := sh.AppendTargetsIn(`SELECT 1 FROM patients p, encounters e`, an.Statements[0],
+		[]string{"1", "2"}, []string{"a", "b"}, "public"); err == nil {
+		t.Error("two FROM items were qualified")
+	}
+}
