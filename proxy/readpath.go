@@ -443,6 +443,19 @@ func (s *session) planDerived(text string, st *rewrite.Statement, c rewrite.Clas
 	}
 	rec := &audit.Read{Role: s.role.PGRole, Statement: stmt, Fingerprint: st.Fingerprint,
 		Tables: tables, Columns: []string{}, Decision: audit.Allowed, Subjects: []audit.Pseudonym{}}
+	// The views show each region's rows as the reader may see them.
+	var why []string
+	for _, class := range []policy.Class{policy.Identity, policy.Clinical} {
+		switch s.role.AccessTo(class) {
+		case policy.Masked:
+			why = append(why, string(class)+" values masked for role "+s.role.Name)
+		case policy.None:
+			why = append(why, string(class)+" values withheld (NULL) for role "+s.role.Name)
+		}
+	}
+	if len(why) > 0 {
+		rec.Decision, rec.Reason = audit.Masked, strings.Join(why, "; ")
+	}
 	return &stmtRead{rec: rec, notes: []string{"not attributable: read through cross-region views " +
 		"(rows of other regions are logged as transfers)"}}
 }

@@ -61,12 +61,16 @@ type Statement struct {
 	// does otherwise on a split table's view (see Operation).
 	Operations []Operation
 	// Definer is set when the statement creates a SECURITY DEFINER
-	// function or procedure, or makes one so.
+	// function or procedure, or makes one so, itself or in a body it
+	// defines.
 	Definer bool
 	// Temporary lists the names of the temporary relations the statement
-	// creates. Until the session ends, its unqualified names may mean them
+	// creates, itself or in a body it defines. Until the session ends, its unqualified names may mean them
 	// instead of the tables Privata knows by those names.
 	Temporary []string
+	// Renamed lists the new names of the tables, views and sequences the
+	// statement renames.
+	Renamed []string
 	// ResetsSession is set for DISCARD ALL and RESET ALL: afterwards the
 	// session's settings, Privata's context among them, are back to their
 	// defaults, and the proxy must apply its own again.

@@ -169,6 +169,11 @@ func (w *walker) createFunction(s *pg.CreateFunctionStmt) {
 	}
 	w.roleChange(strings.TrimPrefix(inner.RoleChange, w.via))
 	w.unsafe(strings.TrimPrefix(inner.Unsafe, w.via))
+	// What the body would create or make SECURITY DEFINER when it runs is
+	// judged now: a call does not show it.
+	w.st.Definer = w.st.Definer || inner.Definer
+	w.st.Temporary = append(w.st.Temporary, inner.Temporary...)
+	w.st.Renamed = append(w.st.Renamed, inner.Renamed...)
 }
 
 // alterFunction checks the SET clauses of ALTER FUNCTION/PROCEDURE.

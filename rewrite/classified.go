@@ -44,6 +44,8 @@ var onClassified = map[OperationKind]verdict{
 		"outside split storage, and block Privata from deriving the table's views again."},
 	OpTableAs: {action: Refuse, hint: "A table made from a query keeps the values its owner reads " +
 		"outside split storage, where the policy's masks, residency and audit no longer reach them."},
+	OpPrepare: {action: Refuse, hint: "The rows of an EXECUTE would not be in the read audit: use " +
+		"the protocol's prepared statements (Parse/Bind/Execute), as drivers do."},
 	OpPublication: {action: Refuse, hint: "The base tables hold identity values in the clear; the " +
 		"audit's change stream records changes to split tables."},
 	OpSubscription: {action: Refuse, hint: "A subscription writes tables behind Privata's back: " +

@@ -58,7 +58,18 @@ var kindCases = []struct {
 	// A temporary relation that would hide a split table from the
 	// session's unqualified names (and from what Privata reads them as).
 	{DDL, `CREATE TEMP TABLE patients (id uuid, ssn text)`, Refuse,
-		"a temporary relation named patients is not supported through Privata: it would hide table public.patients"},
+		"another relation named patients is not supported through Privata: it would hide table public.patients"},
+	{DDL, `ALTER TABLE scratch RENAME TO patients`, Refuse, "would hide table public.patients"},
+	{DDL, `ALTER VIEW v RENAME TO encounters`, Refuse, "would hide table public.encounters"},
+	{DDL, `ALTER TABLE scratch RENAME TO scratch2`, Allow, ""},
+	{DDL, `CREATE FUNCTION mk() RETURNS void LANGUAGE plpgsql AS $$BEGIN CREATE TEMP TABLE patients (id int); END$$`,
+		Refuse, "would hide table public.patients"},
+	{DDL, `CREATE FUNCTION mk() RETURNS void LANGUAGE sql AS $$ALTER FUNCTION leak() SECURITY DEFINER$$`,
+		Refuse, "SECURITY DEFINER functions and procedures are not supported"},
+	{Do, `DO $$BEGIN CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; END$$`, Allow, ""},
+	// SQL-level EXECUTE of a prepared read would not be audited.
+	{Prepare, `PREPARE r AS SELECT ssn FROM patients WHERE id = $1`, Refuse,
+		"PREPARE is not supported on table public.patients"},
 	{DDL, `CREATE TABLE pg_temp.encounters (id int)`, Refuse, "would hide table public.encounters"},
 	{DDL, `CREATE TEMP VIEW patients AS SELECT 1 AS id`, Refuse, "would hide table public.patients"},
 	{DDL, `CREATE TEMPORARY SEQUENCE encounters`, Refuse, "would hide table public.encounters"},
@@ -102,7 +113,7 @@ var kindCases = []struct {
 	{Explain, `EXPLAIN SELECT * FROM patients WHERE id = 1`, Allow, ""},
 	{Explain, `EXPLAIN ANALYZE INSERT INTO patients (id) VALUES (1) ON CONFLICT (id) DO NOTHING`, Rewrite, ""},
 	{Prepare, `PREPARE q AS INSERT INTO patients (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, Rewrite, ""},
-	{Prepare, `PREPARE q AS SELECT * FROM patients WHERE id = $1`, Allow, ""},
+	{Prepare, `PREPARE q AS SELECT * FROM other WHERE id = $1`, Allow, ""},
 	{Execute, `EXECUTE q(1)`, Allow, ""},
 	{Deallocate, `DEALLOCATE q`, Allow, ""},
 	{Declare, `DECLARE c CURSOR FOR SELECT * FROM patients`, Allow, ""},

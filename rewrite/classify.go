@@ -26,16 +26,16 @@ type Classification struct {
 	// path leaves it open); nil for the others.
 	Relations [][]*policy.Table
 	// Storage names the first relation in one of Privata's storage
-	// schemas (privata_identity, privata_clinical, privata_access), "" when
-	// there is none.
+	// schemas (privata_identity, privata_clinical, privata_access, and
+	// privata_export, which other clusters read), "" when there is none.
 	Storage string
 	// Derived holds, for each of the statement's relations in a schema of
-	// cross-region views (privata_global, privata_region_*,
-	// privata_export), the classified table whose data it shows; nil for
-	// the others.
+	// cross-region views (privata_global, privata_region_*), the
+	// classified table whose data it shows; nil for the others.
 	Derived []*policy.Table
 	// Shadowed is the classified table that a temporary relation the
-	// statement creates would hide from the session's unqualified names.
+	// statement creates, or a relation it renames, would hide from the
+	// session's unqualified names (or clash with).
 	Shadowed *policy.Table
 }
 
@@ -68,7 +68,7 @@ func Classify(st *Statement, p *policy.Policy, searchPath []string) Classificati
 	if len(searchPath) == 0 {
 		searchPath = []string{"public"}
 	}
-	for _, name := range st.Temporary {
+	for _, name := range append(slices.Clip(st.Temporary), st.Renamed...) {
 		if ts := resolveTables(Relation{Name: name}, p, searchPath); len(ts) > 0 && c.Shadowed == nil {
 			c.Shadowed = ts[0]
 		}
@@ -80,11 +80,11 @@ func Classify(st *Statement, p *policy.Policy, searchPath []string) Classificati
 		}
 		switch schema := r.Schema; {
 		case schema == storage.IdentitySchema || schema == storage.ClinicalSchema ||
-			schema == storage.AccessSchema:
+			schema == storage.AccessSchema || schema == exportSchema:
 			if c.Storage == "" {
 				c.Storage = schema + "." + r.Name
 			}
-		case schema == globalSchema || schema == exportSchema || strings.HasPrefix(schema, regionSchemaPrefix):
+		case schema == globalSchema || strings.HasPrefix(schema, regionSchemaPrefix):
 			if t := tableNamed(p, r.Name); t != nil {
 				if c.Derived == nil {
 					c.Derived = make([]*policy.Table, len(st.Relations))

@@ -97,10 +97,10 @@ func Decide(st *Statement, c Classification, s Session) Decision {
 		return Decision{
 			Action:   Refuse,
 			SQLState: CodeFeatureNotSupported,
-			Message: fmt.Sprintf("a temporary relation named %s is not supported through Privata: it "+
+			Message: fmt.Sprintf("another relation named %s is not supported through Privata: it "+
 				"would hide table %s from this session's statements", c.Shadowed.Name,
 				c.Shadowed.QualifiedName()),
-			Hint: "Give the temporary relation another name.",
+			Hint: "Give the temporary or renamed relation another name.",
 		}
 	}
 	if d, ok := decideOperations(st, c); ok {

@@ -41,6 +41,7 @@ const (
 	OpView         OperationKind = "CREATE VIEW"
 	OpMatView      OperationKind = "CREATE MATERIALIZED VIEW"
 	OpTableAs      OperationKind = "CREATE TABLE AS or SELECT INTO"
+	OpPrepare      OperationKind = "PREPARE"
 	OpPublication  OperationKind = "a publication"
 	OpSubscription OperationKind = "a subscription"
 )

@@ -218,13 +218,13 @@ func unsafeReason(what string, f form, how []string) string {
 }
 
 func (w *walker) roleChange(reason string) {
-	if w.st.RoleChange == "" {
+	if reason != "" && w.st.RoleChange == "" {
 		w.st.RoleChange = w.via + reason
 	}
 }
 
 func (w *walker) unsafe(reason string) {
-	if w.st.Unsafe == "" {
+	if reason != "" && w.st.Unsafe == "" {
 		w.st.Unsafe = w.via + reason
 	}
 }

@@ -47,7 +47,11 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 	case *pg.Node_ExplainStmt:
 		w.statement(s.ExplainStmt.Query, sc)
 	case *pg.Node_PrepareStmt:
+		first := len(w.st.Relations)
 		w.statement(s.PrepareStmt.Query, sc)
+		if returnsRows(s.PrepareStmt.Query) {
+			w.readsSince(first, OpPrepare)
+		}
 	case *pg.Node_DeclareCursorStmt:
 		w.statement(s.DeclareCursorStmt.Query, sc)
 	case *pg.Node_ExecuteStmt:
@@ -439,7 +443,8 @@ func funcName(fc *pg.FuncCall) (schema, name string) {
 func lowerASCII(s string) string { return strings.ToLower(s) }
 
 // temporary records the name of a temporary relation that statement n
-// creates (Statement.Temporary).
+// creates (Statement.Temporary), or the new name of a relation it renames
+// (Statement.Renamed).
 func (w *walker) temporary(n *pg.Node) {
 	var rv *pg.RangeVar
 	switch s := n.Node.(type) {
@@ -456,6 +461,12 @@ func (w *walker) temporary(n *pg.Node) {
 	case *pg.Node_SelectStmt:
 		if in := selectInto(s.SelectStmt); in != nil {
 			rv = in.Rel
+		}
+	case *pg.Node_RenameStmt:
+		switch s.RenameStmt.RenameType {
+		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_SEQUENCE,
+			pg.ObjectType_OBJECT_MATVIEW, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+			w.st.Renamed = append(w.st.Renamed, s.RenameStmt.Newname)
 		}
 	}
 	if rv == nil {
@@ -476,4 +487,20 @@ func selectInto(s *pg.SelectStmt) *pg.IntoClause {
 		}
 	}
 	return nil
+}
+
+// returnsRows reports whether a statement returns rows it reads: a SELECT,
+// or a write with RETURNING.
+func returnsRows(n *pg.Node) bool {
+	switch s := n.GetNode().(type) {
+	case *pg.Node_SelectStmt:
+		return true
+	case *pg.Node_InsertStmt:
+		return len(s.InsertStmt.ReturningList) > 0
+	case *pg.Node_UpdateStmt:
+		return len(s.UpdateStmt.ReturningList) > 0
+	case *pg.Node_DeleteStmt:
+		return len(s.DeleteStmt.ReturningList) > 0
+	}
+	return false
 }

@@ -198,10 +198,11 @@ func (c *Cluster) writeConf(extra map[string]string) error {
 		"shared_buffers":            "128MB",
 		"password_encryption":       "'scram-sha-256'",
 		"logging_collector":         "off",
-		"log_min_messages":          "warning",
-		// A failed statement's text and an error's DETAIL and CONTEXT
-		// (a duplicate key's value, a COPY line) would put patients'
-		// values in the server log.
+		// An error's message (invalid input syntax for a value), its
+		// DETAIL and CONTEXT (a duplicate key, a COPY line) and the failed
+		// statement's text would put patients' values in the server log:
+		// it keeps FATAL and PANIC only, tersely.
+		"log_min_messages":        "fatal",
 		"log_min_error_statement": "panic",
 		"log_error_verbosity":     "terse",
 	}
