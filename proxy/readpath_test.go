@@ -527,9 +527,10 @@ func TestReadAuditFollowsEveryWayRowsLeave(t *testing.T) {
 		"DataRow:"+P[3].First, "PortalSuspended", "DataRow:"+P[4].First,
 		"DataRow:"+P[5].First, "CommandComplete:SELECT 2", "ReadyForQuery:I")
 
-	w.send(&pgproto3.Query{String: "COPY (SELECT last FROM patients) TO STDOUT"})
+	// The header line is a CopyData message but not a row.
+	w.send(&pgproto3.Query{String: "COPY (SELECT last FROM patients) TO STDOUT (FORMAT csv, HEADER)"})
 	got := w.recv("ReadyForQuery")
-	if len(got) != 1+len(P)+3 || got[len(got)-2] != "CommandComplete:COPY 6" {
+	if len(got) != 1+1+len(P)+3 || got[len(got)-2] != "CommandComplete:COPY 6" {
 		t.Fatalf("COPY: %q", got)
 	}
 

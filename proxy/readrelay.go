@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/privata/privata/audit"
@@ -118,6 +119,11 @@ func (s *session) relayRead(e *entry, typ byte, n int) (done bool, err error) {
 		}
 		s.complete(body)
 		rs.pendingWrites = append(rs.pendingWrites, sr.writes...)
+		// COPY TO's CopyData messages include a CSV header line and the
+		// binary format's header and trailer: its tag has the rows.
+		if n, ok := copiedRows(body); ok && rs.result.parts == 0 {
+			rs.result.rows = n
+		}
 		if audited {
 			note := ""
 			if rs.result.parts > 0 {
@@ -374,4 +380,11 @@ func (s *session) emitAnswers() {
 		}
 		s.pop()
 	}
+}
+
+// copiedRows returns the row count of a COPY command tag ("COPY 28\x00").
+func copiedRows(tag []byte) (int64, bool) {
+	t := strings.TrimSuffix(string(tag), "\x00")
+	n, err := strconv.ParseInt(strings.TrimPrefix(t, "COPY "), 10, 64)
+	return n, err == nil && strings.HasPrefix(t, "COPY ")
 }
