@@ -16,7 +16,7 @@ import (
 	"github.com/privata/privata/policy"
 )
 
-// Authentication request codes (AuthenticationXXX messages).
+// Authentication request codes (the Authentication* messages).
 const (
 	authOK           = 0
 	authSASL         = 10

@@ -11,9 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/privata/privata/internal/pgtest"
-	"github.com/privata/privata/policy"
 	privatasql "github.com/privata/privata/sql"
-	"github.com/privata/privata/storage"
 )
 
 // catalogPolicy classifies the clinic schema of the ORM apps
@@ -154,14 +152,7 @@ func compareCatalogs(t *testing.T, pol, ddl string) {
 	if _, err := b.Exec(ctx, "SET ROLE clinician;"+ddl+"RESET ROLE"); err != nil {
 		t.Fatal(err)
 	}
-	p, err := policy.Parse("policy.yaml", []byte(pol))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := storage.Apply(ctx, e.db.Connect(t), p, storage.Target{Name: "main",
-		URL: e.db.URL(), Regions: []string{"main"}}); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	e.applyPolicy(t, pol)
 
 	// On A the application's role creates its tables and owns them, as
 	// it would with an ORM's migrations.
@@ -203,14 +194,7 @@ func TestCatalogDirectlyShowsViews(t *testing.T) {
 	if _, err := b.Exec(ctx, catalogTables); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.Parse("policy.yaml", []byte(catalogPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := storage.Apply(ctx, e.db.Connect(t), pol, storage.Target{Name: "main",
-		URL: e.db.URL(), Regions: []string{"main"}}); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	e.applyPolicy(t, catalogPolicy)
 	q := `SELECT table_type FROM information_schema.tables WHERE table_schema = 'public'
 	      AND table_name = 'patients'`
 	var direct, through string
@@ -250,14 +234,7 @@ func TestCatalogSessionsOpenedBeforeTheSplit(t *testing.T) {
 	}
 
 	early := e.connect(t, "clinician")
-	pol, err := policy.Parse("policy.yaml", []byte(catalogPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := storage.Apply(ctx, e.db.Connect(t), pol, storage.Target{Name: "main",
-		URL: e.db.URL(), Regions: []string{"main"}}); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	e.applyPolicy(t, catalogPolicy)
 	q := `SELECT table_type FROM information_schema.tables WHERE table_schema = 'public'
 	      AND table_name = 'patients'`
 	// Simple protocol, as node-postgres sends unnamed statements: a

@@ -17,6 +17,7 @@ import (
 	"github.com/privata/privata/config"
 	"github.com/privata/privata/internal/pgtest"
 	"github.com/privata/privata/policy"
+	"github.com/privata/privata/storage"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -225,4 +226,19 @@ func counterValue(t testing.TB, e *env, name, label string) float64 {
 		}
 	}
 	return 0
+}
+
+// applyPolicy applies a policy, given as its text, to the environment's
+// database directly (as privata apply does).
+func (e *env) applyPolicy(t testing.TB, text string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse("policy.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.Apply(context.Background(), e.db.Connect(t), p, storage.Target{Name: "main",
+		URL: e.db.URL(), Regions: []string{"main"}}); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return p
 }

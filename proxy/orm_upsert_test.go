@@ -7,9 +7,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/privata/privata/policy"
-	"github.com/privata/privata/storage"
 )
 
 // The schema and policy of the ORM apps (integration/apps), with
@@ -103,14 +100,7 @@ func TestORMUpsertsThroughPrivata(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pol, err := policy.Parse("policy.yaml", []byte(ormPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := storage.Apply(ctx, e.db.Connect(t), pol, storage.Target{Name: "main",
-		URL: e.db.URL(), Regions: []string{"main"}}); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	e.applyPolicy(t, ormPolicy)
 	for _, mode := range modes {
 		conn := connectMode(t, e, "clinician", mode)
 		for _, u := range ormUpserts {

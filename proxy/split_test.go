@@ -10,9 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/privata/privata/policy"
-	"github.com/privata/privata/storage"
 )
 
 // splitPolicy classifies patients and encounters of the test database;
@@ -63,14 +60,7 @@ func newSplitEnv(t *testing.T) *env {
 	if _, err := admin.Exec(ctx, "RESET search_path"); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.Parse("policy.yaml", []byte(splitPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := storage.Apply(ctx, e.db.Connect(t), pol, storage.Target{Name: "main",
-		URL: e.db.URL(), Regions: []string{"main"}}); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	e.applyPolicy(t, splitPolicy)
 	return e
 }
 
