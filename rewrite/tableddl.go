@@ -369,16 +369,17 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 			e := p.GetIndexElem()
 			if e.Name == "" {
 				cols = append(cols, columnRefs(e.Expr)...)
-				d.pseudonym(e.Expr)
 				continue
 			}
 			cols = append(cols, e.Name)
-			if t.Kind == policy.Child && e.Name == t.Reference {
-				e.Name = storage.PseudonymColumn
-			}
 		}
 		cols = append(cols, columnRefs(ix.WhereClause)...)
-		d.pseudonym(ix.WhereClause)
+		if t.Kind == policy.Child && storage.RenameReference(ix.ProtoReflect(), t.Reference) {
+			return nil, &Error{SQLState: CodeFeatureNotSupported, Message: fmt.Sprintf("index on table %s "+
+				"names its reference column %s in an expression or its condition", t.QualifiedName(),
+				t.Reference), Hint: "Privata stores the reference column as a pseudonym, which stands " +
+				"for it only as an index's column or in IS [NOT] NULL."}
+		}
 		schema, ok := d.side(cols)
 		if !ok {
 			return nil, fail("index on table %s spans identity and clinical columns", t.QualifiedName())
@@ -541,19 +542,6 @@ func (d *TableDDL) side(cols []string) (string, bool) {
 		schema = storage.IdentitySchema
 	}
 	return schema, true
-}
-
-// pseudonym renames a child's reference column in an expression to the
-// pseudonym that stands for it.
-func (d *TableDDL) pseudonym(n *pg.Node) {
-	if n == nil || d.Table.Kind != policy.Child {
-		return
-	}
-	eachColumnRef(n.ProtoReflect(), func(cr *pg.ColumnRef) {
-		if last := cr.Fields[len(cr.Fields)-1]; stringValue(last) == d.Table.Reference {
-			cr.Fields[len(cr.Fields)-1] = pg.MakeStrNode(storage.PseudonymColumn)
-		}
-	})
 }
 
 // columnRefs returns the column names an expression refers to.

@@ -59,6 +59,10 @@ func TestTableDDLOnBaseTables(t *testing.T) {
 		{`ALTER TABLE patients ALTER COLUMN id TYPE bigint`, "0A000 changing the key"},
 		{`ALTER TABLE encounters ADD CONSTRAINT fk FOREIGN KEY (patient) REFERENCES notes (id)`,
 			"0A000 foreign key on the reference column"},
+		{`CREATE INDEX ON encounters ((patient + 1))`,
+			"0A000 index on table public.encounters names its reference column patient in an expression"},
+		{`CREATE UNIQUE INDEX ON encounters (at) WHERE patient > 10`,
+			"0A000 index on table public.encounters names its reference column patient in an expression"},
 	}
 	for _, c := range cases {
 		d, re := ClassifiedDDL(c.sql, 0, p, nil)

@@ -120,8 +120,31 @@ BEGIN
 END
 $emulate$;
 
+-- object_name is the name Privata gives an object it makes (package
+-- storage's objectName): name, or when longer than an identifier can be,
+-- its first bytes and a hash.
+CREATE FUNCTION privata_catalog.object_name(name text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT
+AS $object_name$
+DECLARE
+    b bytea := pg_catalog.convert_to(name, 'UTF8');
+    cut int := 63 - 9;
+BEGIN
+    IF pg_catalog.length(b) <= 63 THEN
+        RETURN name;
+    END IF;
+    WHILE cut > 0 AND pg_catalog.get_byte(b, cut) & 192 = 128 LOOP
+        cut := cut - 1;
+    END LOOP;
+    RETURN pg_catalog.convert_from(pg_catalog.substring(b, 1, cut), 'UTF8') || '_'
+        || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(b), 'hex'), 8);
+END
+$object_name$;
+
 -- split_indexes are the indexes of the base tables, with the view and key
--- columns they show on (keys NULL: Privata's own, on the pseudonym).
+-- columns they show on (keys NULL: Privata's own, on the pseudonym). A
+-- child's index that names its reference column shows, on that column,
+-- unless it is the one Privata adds for the pseudonym.
 CREATE FUNCTION privata_catalog.split_indexes()
     RETURNS TABLE (indexrelid oid, view_oid oid, view_namespace oid, keys int2[])
     LANGUAGE plpgsql STABLE ROWS 20
@@ -129,15 +152,32 @@ AS $split_indexes$
 BEGIN
     RETURN QUERY
     SELECT i.indexrelid, r.view_oid, r.view_namespace,
-           privata_catalog.map_keys(i.indrelid, i.indkey::int2[], false, false)
-    FROM pg_catalog.pg_index i JOIN privata_catalog.split_relations r ON r.base_oid = i.indrelid;
+           privata_catalog.map_keys(i.indrelid, i.indkey::int2[], false,
+               r.kind = 'child' AND ic.relname <> privata_catalog.object_name(
+                   b.relname || '_privata_pseudonym_idx'))
+    FROM pg_catalog.pg_index i
+    JOIN privata_catalog.split_relations r ON r.base_oid = i.indrelid
+    JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_catalog.pg_class b ON b.oid = i.indrelid;
 END
 $split_indexes$;
+
+-- reference_named prints the pseudonym, in a definition of an index or
+-- constraint of child table rel's, as the reference column it stores.
+CREATE FUNCTION privata_catalog.reference_named(def text, rel oid) RETURNS text
+    LANGUAGE sql STABLE
+RETURN COALESCE(
+    (SELECT pg_catalog.regexp_replace(def, '\mprivata_pseudonym\M',
+                                      pg_catalog.quote_ident(r.reference_column), 'g')
+     FROM privata_catalog.splits() r WHERE r.view_oid = rel AND r.kind = 'child' LIMIT 1),
+    def);
 
 -- split_constraints are the constraints on or referring to base tables,
 -- as they show: on the view, with its columns, a foreign key that refers
 -- to a subject's pseudonym referring to the subject's view, key and key
--- index. shown is false for Privata's own (on the pseudonym).
+-- index; a child's that names its reference column (stored as the
+-- pseudonym) on that column. shown is false for Privata's own (on a
+-- subject's pseudonym).
 CREATE FUNCTION privata_catalog.split_constraints()
     RETURNS TABLE (oid oid, contype "char", shown boolean, conrelid oid, connamespace oid,
                    conkey int2[], confrelid oid, confkey int2[], conindid oid, base_conindid oid)
@@ -155,7 +195,7 @@ BEGIN
     FROM pg_catalog.pg_constraint k
     LEFT JOIN privata_catalog.split_relations r ON r.base_oid = k.conrelid
     LEFT JOIN privata_catalog.split_relations fr ON fr.base_oid = k.confrelid
-    CROSS JOIN LATERAL (SELECT privata_catalog.map_keys(k.conrelid, k.conkey, false, k.contype = 'f')
+    CROSS JOIN LATERAL (SELECT privata_catalog.map_keys(k.conrelid, k.conkey, false, true)
                         AS keys) m
     CROSS JOIN LATERAL (SELECT privata_catalog.map_keys(k.confrelid, k.confkey, true, true) AS keys) fm
     LEFT JOIN LATERAL (
@@ -167,15 +207,49 @@ BEGIN
 END
 $split_constraints$;
 
+-- index_classes returns the operator classes (classes) or collations of
+-- index idx of a base table as they show on view: where the index has a
+-- child's pseudonym, the default operator class of the reference column's
+-- type (or one it is binary coercible to) and its collation.
+CREATE FUNCTION privata_catalog.index_classes(idx oid, view oid, classes boolean) RETURNS oid[]
+    LANGUAGE sql STABLE
+RETURN (
+    SELECT pg_catalog.array_agg(CASE WHEN b.attname IS DISTINCT FROM 'privata_pseudonym' THEN k.cls
+                                     WHEN NOT classes THEN v.attcollation
+                                     ELSE (SELECT oc.oid FROM pg_catalog.pg_opclass oc
+                                           WHERE oc.opcmethod = ic.relam AND oc.opcdefault
+                                             AND (oc.opcintype = v.atttypid
+                                                  OR EXISTS (SELECT FROM pg_catalog.pg_cast c
+                                                             WHERE c.castsource = v.atttypid
+                                                               AND c.casttarget = oc.opcintype
+                                                               AND c.castmethod = 'b'))
+                                           ORDER BY oc.opcintype = v.atttypid DESC LIMIT 1) END
+                                ORDER BY k.i)
+    FROM pg_catalog.pg_index i
+    JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+    CROSS JOIN LATERAL pg_catalog.unnest(CASE WHEN classes THEN i.indclass::oid[]
+                                              ELSE i.indcollation::oid[] END) WITH ORDINALITY k(cls, i)
+    LEFT JOIN pg_catalog.pg_attribute b ON b.attrelid = i.indrelid AND b.attnum = i.indkey[k.i - 1]
+    LEFT JOIN privata_catalog.splits() r ON r.view_oid = view AND r.kind = 'child'
+    LEFT JOIN pg_catalog.pg_attribute v ON v.attrelid = view AND v.attname = r.reference_column
+    WHERE i.indexrelid = idx);
+
 -- pg_index: a base table's index whose key columns all belong to the
--- application shows on the view; the indexes Privata adds (pseudonyms)
--- stay on the base tables.
+-- application shows on the view, a child's on the reference column that
+-- its pseudonym stores; the indexes Privata adds (pseudonyms) stay on the
+-- base tables.
 SELECT privata_catalog.emulate('pg_index', $from$
 FROM pg_catalog.pg_index x
 LEFT JOIN privata_catalog.split_indexes() s ON s.indexrelid = x.indexrelid
 WHERE s.indexrelid IS NULL OR s.keys IS NOT NULL
 $from$, jsonb_build_object(
     'indrelid', 'COALESCE(s.view_oid, x.indrelid)',
+    'indclass', 'CASE WHEN s.indexrelid IS NULL THEN x.indclass
+                      ELSE pg_catalog.array_to_string(privata_catalog.index_classes(x.indexrelid,
+                               s.view_oid, true), '' '')::pg_catalog.oidvector END',
+    'indcollation', 'CASE WHEN s.indexrelid IS NULL THEN x.indcollation
+                          ELSE pg_catalog.array_to_string(privata_catalog.index_classes(x.indexrelid,
+                                   s.view_oid, false), '' '')::pg_catalog.oidvector END',
     'indkey', 'CASE WHEN s.indexrelid IS NULL THEN x.indkey
                     ELSE pg_catalog.array_to_string(s.keys, '' '')::pg_catalog.int2vector END'));
 
@@ -304,7 +378,7 @@ CREATE FUNCTION privata_catalog.pg_get_expr(expr pg_catalog.pg_node_tree, rel oi
                                             pretty boolean DEFAULT false) RETURNS text
     LANGUAGE sql STABLE
 RETURN CASE WHEN EXISTS (SELECT FROM privata_catalog.splits() r WHERE r.view_oid = rel)
-            THEN pg_catalog.regexp_replace(
+            THEN privata_catalog.reference_named(pg_catalog.regexp_replace(
                      pg_catalog.pg_get_expr(expr, COALESCE(
                          (SELECT i.indrelid FROM pg_catalog.pg_index i
                           JOIN privata_catalog.splits() r ON r.base_oid = i.indrelid
@@ -321,7 +395,7 @@ RETURN CASE WHEN EXISTS (SELECT FROM privata_catalog.splits() r WHERE r.view_oid
                                                   ELSE pg_catalog.quote_ident(n.nspname) || '.' END
                                       FROM pg_catalog.pg_class c
                                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                                      WHERE c.oid = rel))
+                                      WHERE c.oid = rel)), rel)
             ELSE pg_catalog.pg_get_expr(expr, rel, pretty) END;
 
 -- relation_name prints a relation's name as the server does, qualified,
@@ -334,16 +408,19 @@ RETURN (SELECT CASE WHEN qualify OR NOT pg_catalog.pg_table_is_visible(c.oid)
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE c.oid = rel);
 
--- pg_get_indexdef: an index that shows on a view is defined on it.
+-- pg_get_indexdef: an index that shows on a view is defined on it, on
+-- the view's columns.
 CREATE FUNCTION privata_catalog.pg_get_indexdef(idx oid, col integer, pretty boolean)
     RETURNS text
     LANGUAGE sql STABLE
 RETURN COALESCE(
-    (SELECT pg_catalog.replace(pg_catalog.pg_get_indexdef(idx, col, pretty),
-                               ' ON ' || privata_catalog.relation_name(i.indrelid, true) || ' USING ',
-                               ' ON ' || privata_catalog.relation_name(s.view_oid, NOT pretty) || ' USING ')
+    (SELECT privata_catalog.reference_named(
+                pg_catalog.replace(pg_catalog.pg_get_indexdef(idx, col, pretty),
+                                   ' ON ' || privata_catalog.relation_name(i.indrelid, true) || ' USING ',
+                                   ' ON ' || privata_catalog.relation_name(s.view_oid, NOT pretty) || ' USING '),
+                s.view_oid)
      FROM privata_catalog.split_indexes() s JOIN pg_catalog.pg_index i ON i.indexrelid = s.indexrelid
-     WHERE s.indexrelid = idx AND s.keys IS NOT NULL AND col = 0),
+     WHERE s.indexrelid = idx AND s.keys IS NOT NULL),
     pg_catalog.pg_get_indexdef(idx, col, pretty));
 
 CREATE FUNCTION privata_catalog.pg_get_indexdef(idx oid) RETURNS text
@@ -351,11 +428,13 @@ CREATE FUNCTION privata_catalog.pg_get_indexdef(idx oid) RETURNS text
 RETURN privata_catalog.pg_get_indexdef(idx, 0, false);
 
 -- pg_get_constraintdef: a foreign key that now refers to a view column
--- names it.
+-- names it; a child's constraint names its reference column.
 CREATE FUNCTION privata_catalog.pg_get_constraintdef(con oid, pretty boolean) RETURNS text
     LANGUAGE sql STABLE
 RETURN COALESCE(
-    (SELECT pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(con, pretty),
+    (SELECT CASE WHEN e.contype <> 'f' THEN privata_catalog.reference_named(
+                     pg_catalog.pg_get_constraintdef(con, pretty), e.conrelid)
+            ELSE pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(con, pretty),
                 '^FOREIGN KEY \(.*?\) REFERENCES .*?\(.*?\)',
                 'FOREIGN KEY (' || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', '
                                                                 ORDER BY k.i)
@@ -366,9 +445,9 @@ RETURN COALESCE(
                 || (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i)
                     FROM pg_catalog.unnest(e.confkey) WITH ORDINALITY k(n, i)
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = e.confrelid AND a.attnum = k.n)
-                || ')')
+                || ')') END
      FROM privata_catalog.split_constraints() e JOIN pg_catalog.pg_constraint o ON o.oid = e.oid
-     WHERE e.oid = con AND e.contype = 'f' AND e.shown
+     WHERE e.oid = con AND e.shown
        AND (e.conrelid, e.confrelid) <> (o.conrelid, o.confrelid)),
     pg_catalog.pg_get_constraintdef(con, pretty));
 

@@ -23,7 +23,7 @@ import (
 
 // Version is the schema version of the embedded files. Bump it whenever a
 // file changes in a way an older binary must not undo.
-const Version = 3
+const Version = 4
 
 // LockKey is the advisory lock (pg_advisory_xact_lock) that serialises every
 // change Privata makes to a cluster's schema: install, plan/apply.

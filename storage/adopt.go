@@ -24,6 +24,9 @@ type adoption struct {
 	// constraints and indexes to recreate, with the base table they go to.
 	constraints []placed[*Constraint]
 	indexes     []placed[*Index]
+	// pseudonymIndexed says that one of the child's indexes serves the
+	// lookups of a subject's rows, so that it needs no index of Privata's.
+	pseudonymIndexed bool
 	// foreign keys, and the table each refers to after the conversion
 	fks []foreignKey
 	// serial sequences that move to the base schema; identity columns
@@ -362,7 +365,7 @@ func (pl *planner) keysAndIndexes(a *adoption, b *strings.Builder) {
 	if s.Identity != nil {
 		k := s.Clinical.Constraints[0]
 		fmt.Fprintf(b, "ALTER TABLE %s ADD CONSTRAINT %s %s;\n", s.Clinical.QualifiedName(), ident(k.Name), k.Def)
-	} else {
+	} else if !a.pseudonymIndexed {
 		fmt.Fprintf(b, "CREATE INDEX %s ON %s (%s);\n", ident(objectName(a.t.Name, PseudonymColumn, "idx")),
 			s.Clinical.QualifiedName(), ident(PseudonymColumn))
 	}

@@ -10,12 +10,13 @@ import (
 
 // Constraints, indexes and foreign keys of a converted table go to the base
 // table that holds their columns, under their original names. Those that
-// would span identity and clinical columns, or involve a child's reference
-// column (stored as a pseudonym), are refused.
+// would span identity and clinical columns are refused. A child's unique
+// and primary key constraints and indexes that name its reference column
+// go on the pseudonym that stores it (reference.go); its check and
+// exclusion constraints that do are refused.
 
 // placeConstraints decides where each constraint and index of the
-// original table goes, refusing those that span identity and clinical
-// columns or involve a child's reference column.
+// original table goes, refusing those it cannot place.
 func (pl *planner) placeConstraints(a *adoption) error {
 	t := a.t
 	var errs Errors
@@ -23,12 +24,14 @@ func (pl *planner) placeConstraints(a *adoption) error {
 		msg := fmt.Sprintf("%s %s spans identity and clinical columns (%s)", what, name, strings.Join(cols, ", "))
 		hint := "keep its columns in one class, or drop it"
 		if t.Kind == policy.Child {
-			msg = fmt.Sprintf("%s %s involves the reference column %s (%s)", what, name, t.Reference,
+			msg = fmt.Sprintf("%s %s names the reference column %s (%s)", what, name, t.Reference,
 				strings.Join(cols, ", "))
-			hint = "the reference column is stored as a pseudonym; drop it"
+			hint = "the reference column is stored as a pseudonym, which a check or exclusion " +
+				"constraint cannot stand for; drop it"
 		}
 		errs = append(errs, &Error{Table: t, Msg: msg, Hint: hint})
 	}
+	onReference := func(cols []string) bool { return t.Kind == policy.Child && slices.Contains(cols, t.Reference) }
 	for _, k := range a.orig.Constraints {
 		if k.Type == "f" {
 			if err := pl.placeForeignKey(a, k); err != nil {
@@ -38,6 +41,15 @@ func (pl *planner) placeConstraints(a *adoption) error {
 		}
 		if t.Kind == policy.Subject && k.Type == "p" {
 			continue // the identity base table's primary key, above
+		}
+		if onReference(k.Columns) && (k.Type == "p" || k.Type == "u") {
+			moved, err := onPseudonym(k, t.Reference)
+			if err != nil {
+				errs = append(errs, &Error{Table: t, Msg: err.Error(), Hint: "drop it"})
+				continue
+			}
+			k = moved
+			a.pseudonymIndexed = a.pseudonymIndexed || k.Columns[0] == PseudonymColumn
 		}
 		base := a.sideOf(k.Columns)
 		if base == nil {
@@ -50,8 +62,14 @@ func (pl *planner) placeConstraints(a *adoption) error {
 		}
 	}
 	for _, ix := range a.orig.Indexes {
-		if t.Kind == policy.Child && slices.Equal(ix.Columns, []string{t.Reference}) {
-			continue // the pseudonym gets its own index
+		if onReference(ix.Columns) {
+			moved, plain, err := indexOnPseudonym(ix, t.Reference)
+			if err != nil {
+				errs = append(errs, &Error{Table: t, Msg: err.Error(), Hint: "drop it"})
+				continue
+			}
+			ix = moved
+			a.pseudonymIndexed = a.pseudonymIndexed || plain
 		}
 		base := a.sideOf(ix.Columns)
 		if base == nil {

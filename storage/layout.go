@@ -97,10 +97,12 @@ func (s *Split) SideColumns(side policy.Class) []*AppColumn {
 }
 
 // rowKey returns the columns that identify a child's base row: its primary
-// key, when it has one; otherwise nil, and triggers locate rows by value.
+// key, when it has one and the key does not include the reference column
+// (which the view's rows hold as the subject's key, not the pseudonym);
+// otherwise nil, and triggers locate rows by value.
 func (s *Split) rowKey() []string {
 	for _, k := range s.Clinical.Constraints {
-		if k.Type == "p" {
+		if k.Type == "p" && !slices.Contains(k.Columns, PseudonymColumn) {
 			return k.Columns
 		}
 	}

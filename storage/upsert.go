@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -87,6 +88,9 @@ type arbiter struct {
 	nullsNotDistinct bool
 }
 
+// pseudonymWord finds the pseudonym column in a printed expression.
+var pseudonymWord = regexp.MustCompile(`\b` + PseudonymColumn + `\b`)
+
 // arbiters lists the split table's unique constraints and indexes on
 // columns of the application (not the subject's pseudonym).
 func (d *deriver) arbiters() []arbiter {
@@ -121,12 +125,19 @@ func (d *deriver) arbiters() []arbiter {
 			}
 		}
 		for _, ix := range base.Indexes {
-			if !ix.Unique || seen[ix.Name] || strings.Contains(ix.Predicate, PseudonymColumn) {
+			// A child's pseudonym in a condition is its reference column
+			// tested for NULL (package rewrite and RenameReference allow
+			// no other use), which the condition tests on T's rows.
+			predicate := ix.Predicate
+			if t.Kind == policy.Child {
+				predicate = pseudonymWord.ReplaceAllLiteralString(predicate, ident(t.Reference))
+			}
+			if !ix.Unique || seen[ix.Name] || strings.Contains(predicate, PseudonymColumn) {
 				continue
 			}
 			if cols, ok := app(ix.Keys); ok {
 				seen[ix.Name] = true
-				out = append(out, arbiter{name: ix.Name, cols: cols, predicate: ix.Predicate,
+				out = append(out, arbiter{name: ix.Name, cols: cols, predicate: predicate,
 					nullsNotDistinct: ix.NullsNotDistinct})
 			}
 		}
@@ -144,7 +155,7 @@ func (d *deriver) upsertKey() (cols []string, base *Base) {
 		return []string{t.Key}, s.Identity
 	}
 	k := s.rowKey()
-	if k == nil || slices.Contains(k, PseudonymColumn) {
+	if k == nil {
 		return nil, nil
 	}
 	return k, s.Clinical

@@ -124,7 +124,7 @@ CREATE INDEX people_name ON "privata_identity"."people" USING btree (lower(name)
 CREATE INDEX "visits_privata_pseudonym_idx" ON "privata_clinical"."visits" ("privata_pseudonym");
 ALTER TABLE "privata_clinical"."visits" ADD CONSTRAINT "visits_cost_check" CHECK ((cost >= (0)::numeric));
 ALTER TABLE "privata_clinical"."visits" ADD CONSTRAINT "visits_pkey" PRIMARY KEY (id);
-CREATE INDEX "findings_privata_pseudonym_idx" ON "privata_clinical"."findings" ("privata_pseudonym");
+CREATE INDEX findings_person ON "privata_clinical"."findings" USING btree (privata_pseudonym);
 
 -- Recreate the foreign keys between the base tables and to other tables, with their
 -- actions. A child's reference to its subject becomes a foreign key on the pseudonym.
