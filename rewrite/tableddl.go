@@ -377,8 +377,7 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 		if t.Kind == policy.Child && storage.RenameReference(ix.ProtoReflect(), t.Reference) {
 			return nil, &Error{SQLState: CodeFeatureNotSupported, Message: fmt.Sprintf("index on table %s "+
 				"names its reference column %s in an expression or its condition", t.QualifiedName(),
-				t.Reference), Hint: "Privata stores the reference column as a pseudonym, which stands " +
-				"for it only as an index's column or in IS [NOT] NULL."}
+				t.Reference), Hint: referenceHint}
 		}
 		schema, ok := d.side(cols)
 		if !ok {
@@ -451,8 +450,10 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 				case pg.ConstrType_CONSTR_CHECK:
 					cols = columnRefs(k.RawExpr)
 					if t.Kind == policy.Child && slices.Contains(cols, t.Reference) {
-						return nil, fail("a check constraint on the reference column %s of table %s is not "+
+						e := fail("a check constraint on the reference column %s of table %s is not "+
 							"supported", t.Reference, t.QualifiedName())
+						e.Hint = referenceHint
+						return nil, e
 					}
 				default:
 					return nil, fail("this kind of constraint is not supported on table %s", t.QualifiedName())
@@ -545,6 +546,11 @@ func (d *TableDDL) side(cols []string) (string, bool) {
 }
 
 // columnRefs returns the column names an expression refers to.
+// referenceHint explains refusals of DDL that names a child's reference
+// column where its pseudonym cannot stand for it.
+const referenceHint = "Privata stores the reference column as the subject's pseudonym, which stands " +
+	"for it only as a column of an index, unique or primary key constraint, or in IS [NOT] NULL."
+
 func columnRefs(n *pg.Node) []string {
 	if n == nil {
 		return nil

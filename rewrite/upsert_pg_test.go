@@ -17,7 +17,8 @@ import (
 
 // splitSchema is a subject with an identity-side unique column, a
 // clinical-side partial unique index and defaults; a child with a serial
-// key and a unique column; and a child without a primary key.
+// key and a unique column; a child without a primary key; children whose
+// primary key and unique constraint include their reference.
 const splitSchema = `
 CREATE TABLE patients (id int PRIMARY KEY, ssn text UNIQUE, first text, last text,
     visits int NOT NULL DEFAULT 0, gender text DEFAULT 'u', mrn text, note text);
@@ -26,11 +27,16 @@ CREATE TABLE encounters (id bigserial PRIMARY KEY, patient int REFERENCES patien
     code text, cost numeric);
 CREATE UNIQUE INDEX encounters_code ON encounters (code); -- as Prisma makes them
 CREATE TABLE notes (patient int REFERENCES patients, tag text UNIQUE, body text);
+CREATE TABLE profiles (patient int PRIMARY KEY REFERENCES patients, bio text);
+CREATE TABLE stays (patient int REFERENCES patients, day int, ward text, PRIMARY KEY (patient, day),
+    UNIQUE (patient, ward));
 INSERT INTO patients (id, ssn, first, last, visits, mrn) VALUES
     (1, '111-11-1111', 'Ann', 'Lee', 1, 'M1'), (2, '222-22-2222', 'Bo', 'Kim', 2, 'M2'),
     (3, '333-33-3333', 'Cy', 'Ng', 3, NULL);
 INSERT INTO encounters (patient, code, cost) VALUES (1, 'E1', 10), (2, 'E2', 20);
 INSERT INTO notes VALUES (1, 'n1', 'first note');
+INSERT INTO profiles VALUES (1, 'hello');
+INSERT INTO stays VALUES (1, 1, 'A'), (2, 1, 'A');
 `
 
 const splitPolicy = `
@@ -41,6 +47,8 @@ subjects:
 children:
   encounters: {subject: {table: patients, column: patient}}
   notes: {subject: {table: patients, column: patient}}
+  profiles: {subject: {table: patients, column: patient}}
+  stays: {subject: {table: patients, column: patient}}
 roles:
   up_clinician: {identity: full, clinical: full}
   up_nurse: {identity: masked, clinical: full}
@@ -140,6 +148,20 @@ var upsertCases = []struct {
 	{name: "a child without a primary key, do update",
 		sql:   `INSERT INTO notes VALUES (2, 'n1', 'x') ON CONFLICT (tag) DO UPDATE SET body = excluded.body`,
 		split: "0A000"},
+	{name: "a child whose key is its reference, do update",
+		sql: `INSERT INTO profiles VALUES (1, 'again'), (2, 'new') ON CONFLICT (patient)
+			DO UPDATE SET bio = profiles.bio || ' ' || excluded.bio RETURNING patient, bio`},
+	{name: "a child whose key is its reference, ON CONSTRAINT",
+		sql: `INSERT INTO profiles VALUES (1, 'x') ON CONFLICT ON CONSTRAINT profiles_pkey
+			DO UPDATE SET bio = excluded.bio RETURNING bio`},
+	{name: "a child whose key includes its reference, do update",
+		sql: `INSERT INTO stays VALUES (1, 1, 'B'), (1, 2, 'C') ON CONFLICT (patient, day)
+			DO UPDATE SET ward = excluded.ward RETURNING patient, day, ward`},
+	{name: "a child's unique constraint with its reference, do update moving the row",
+		sql: `INSERT INTO stays VALUES (2, 5, 'A') ON CONFLICT (ward, patient)
+			DO UPDATE SET patient = 3 RETURNING patient, day, ward`},
+	{name: "a child's unique constraint with its reference, do nothing",
+		sql: `INSERT INTO stays VALUES (1, 9, 'A'), (3, 9, 'A') ON CONFLICT (patient, ward) DO NOTHING RETURNING patient`},
 	{name: "do update without a target",
 		sql: `INSERT INTO patients (id) VALUES (1) ON CONFLICT DO UPDATE SET first = 'x'`, want: "42601"},
 	{name: "a target without a unique index",
@@ -212,7 +234,8 @@ func tables(t *testing.T, conn *pgx.Conn) string {
 	t.Helper()
 	var b strings.Builder
 	for _, q := range []string{`SELECT p::text FROM patients p ORDER BY id`,
-		`SELECT e::text FROM encounters e ORDER BY id`, `SELECT n::text FROM notes n ORDER BY tag`} {
+		`SELECT e::text FROM encounters e ORDER BY id`, `SELECT n::text FROM notes n ORDER BY tag`,
+		`SELECT p::text FROM profiles p ORDER BY patient`, `SELECT s::text FROM stays s ORDER BY patient, day`} {
 		rows, err := conn.Query(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)

@@ -21,17 +21,13 @@ func (pl *planner) placeConstraints(a *adoption) error {
 	t := a.t
 	var errs Errors
 	span := func(what, name string, cols []string) {
-		msg := fmt.Sprintf("%s %s spans identity and clinical columns (%s)", what, name, strings.Join(cols, ", "))
-		hint := "keep its columns in one class, or drop it"
-		if t.Kind == policy.Child {
-			msg = fmt.Sprintf("%s %s names the reference column %s (%s)", what, name, t.Reference,
-				strings.Join(cols, ", "))
-			hint = "the reference column is stored as a pseudonym, which a check or exclusion " +
-				"constraint cannot stand for; drop it"
-		}
-		errs = append(errs, &Error{Table: t, Msg: msg, Hint: hint})
+		errs = append(errs, &Error{Table: t, Msg: fmt.Sprintf("%s %s spans identity and clinical columns (%s)",
+			what, name, strings.Join(cols, ", ")), Hint: "keep its columns in one class, or drop it"})
 	}
-	onReference := func(cols []string) bool { return t.Kind == policy.Child && slices.Contains(cols, t.Reference) }
+	onReference := func(err error) {
+		errs = append(errs, &Error{Table: t, Msg: err.Error(), Hint: "the reference column is stored as " +
+			"the subject's pseudonym, of another type and with other values; drop it"})
+	}
 	for _, k := range a.orig.Constraints {
 		if k.Type == "f" {
 			if err := pl.placeForeignKey(a, k); err != nil {
@@ -42,14 +38,15 @@ func (pl *planner) placeConstraints(a *adoption) error {
 		if t.Kind == policy.Subject && k.Type == "p" {
 			continue // the identity base table's primary key, above
 		}
-		if onReference(k.Columns) && (k.Type == "p" || k.Type == "u") {
+		if t.Kind == policy.Child {
 			moved, err := onPseudonym(k, t.Reference)
 			if err != nil {
-				errs = append(errs, &Error{Table: t, Msg: err.Error(), Hint: "drop it"})
+				onReference(err)
 				continue
 			}
 			k = moved
-			a.pseudonymIndexed = a.pseudonymIndexed || k.Columns[0] == PseudonymColumn
+			a.pseudonymIndexed = a.pseudonymIndexed || (k.Type == "p" || k.Type == "u") &&
+				k.Columns[0] == PseudonymColumn
 		}
 		base := a.sideOf(k.Columns)
 		if base == nil {
@@ -62,10 +59,10 @@ func (pl *planner) placeConstraints(a *adoption) error {
 		}
 	}
 	for _, ix := range a.orig.Indexes {
-		if onReference(ix.Columns) {
+		if t.Kind == policy.Child && slices.Contains(ix.Columns, t.Reference) {
 			moved, plain, err := indexOnPseudonym(ix, t.Reference)
 			if err != nil {
-				errs = append(errs, &Error{Table: t, Msg: err.Error(), Hint: "drop it"})
+				onReference(err)
 				continue
 			}
 			ix = moved

@@ -22,6 +22,9 @@ func DropViewsSQL(t *policy.Table) string {
 	}
 	names = append(names, qname(t.Schema, t.Name))
 	for _, side := range []policy.Class{policy.Identity, policy.Clinical} {
+		if side == policy.Identity && t.Kind == policy.Child {
+			continue // a child has a clinical access view only
+		}
 		names = append(names, qname(AccessSchema, t.Name+"_"+string(side)))
 	}
 	var b strings.Builder

@@ -394,6 +394,11 @@ func (d *deriver) baseGrants(b *strings.Builder, base *Base, roles []string) {
 		locate := s.rowKey()
 		if locate == nil {
 			locate = []string{"ctid"}
+			// DO UPDATE locks a row by a primary key that includes the
+			// pseudonym (upsert.go).
+			if key, _ := d.upsertKey(); key != nil {
+				locate = append(locate, replaced(key, t.Reference, PseudonymColumn)...)
+			}
 		}
 		fmt.Fprintf(b, "GRANT SELECT (%s) ON %s TO %s;\n", idents(locate), name, ident(writer))
 	}

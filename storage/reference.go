@@ -17,19 +17,27 @@ import (
 // RenameReference).
 
 // onPseudonym returns constraint k of a child whose reference column is
-// ref, as it is recreated on the clinical base table.
+// ref as it is recreated on the clinical base table: k itself when it does
+// not name the column, else a unique or primary key constraint on the
+// pseudonym. Other constraints that name it are refused.
 func onPseudonym(k *Constraint, ref string) (*Constraint, error) {
 	const prefix = "ALTER TABLE t ADD CONSTRAINT k "
 	tree, err := pg.Parse(prefix + k.Def)
 	if err != nil {
 		return nil, fmt.Errorf("constraint %s: %w", k.Name, err)
 	}
-	if RenameReference(tree.ProtoReflect(), ref) {
-		return nil, fmt.Errorf("constraint %s names the reference column %s in an expression", k.Name, ref)
-	}
-	def, err := pg.Deparse(tree)
-	if err != nil || !strings.HasPrefix(def, prefix) {
+	before, err := pg.Deparse(tree)
+	inExpr := RenameReference(tree.ProtoReflect(), ref)
+	def, err2 := pg.Deparse(tree)
+	if err != nil || err2 != nil || !strings.HasPrefix(def, prefix) {
 		return nil, fmt.Errorf("constraint %s: cannot print %q on the pseudonym", k.Name, k.Def)
+	}
+	if !inExpr && def == before {
+		return k, nil
+	}
+	if inExpr || (k.Type != "p" && k.Type != "u") {
+		return nil, fmt.Errorf("constraint %s names the reference column %s, which the pseudonym that "+
+			"stores it stands for only in a unique or primary key constraint", k.Name, ref)
 	}
 	out := *k
 	out.Def = strings.TrimPrefix(def, prefix)
@@ -75,15 +83,38 @@ func indexOnPseudonym(ix *Index, ref string) (out *Index, plain bool, err error)
 // it leaves alone: there the pseudonym, of another type and with other
 // values, cannot stand for it.
 func RenameReference(m protoreflect.Message, ref string) (inExpr bool) {
-	names := func(n *pg.Node) bool { return n.GetString_().GetSval() == ref }
+	return renameColumn(m, ref, PseudonymColumn)
+}
+
+// conditionOnView prints a child's index condition, pred, as T's rows read
+// it: with its reference column ref where the base table has the
+// pseudonym. ok is false when the pseudonym is in another expression.
+func conditionOnView(pred, ref string) (string, bool) {
+	const prefix = "SELECT WHERE "
+	tree, err := pg.Parse(prefix + pred)
+	if err != nil || renameColumn(tree.ProtoReflect(), PseudonymColumn, ref) {
+		return "", false
+	}
+	out, err := pg.Deparse(tree)
+	if err != nil || !strings.HasPrefix(out, prefix) {
+		return "", false
+	}
+	return strings.TrimPrefix(out, prefix), true
+}
+
+// renameColumn is RenameReference from column from to column to.
+func renameColumn(m protoreflect.Message, from, to string) (inExpr bool) {
+	names := func(n *pg.Node) bool { return n.GetString_().GetSval() == from }
 	switch n := m.Interface().(type) {
 	case *pg.IndexElem:
-		if n.Name == ref {
-			n.Name = PseudonymColumn
+		if n.Name == from {
+			// The operator class and collation the application chose are
+			// its type's; the pseudonym (a uuid) takes its own defaults.
+			n.Name, n.Opclass, n.Opclassopts, n.Collation = to, nil, nil, nil
 		}
 	case *pg.NullTest:
 		if cr := n.Arg.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && names(cr.Fields[0]) {
-			cr.Fields[0] = pg.MakeStrNode(PseudonymColumn)
+			cr.Fields[0] = pg.MakeStrNode(to)
 			return false
 		}
 	case *pg.ColumnRef:
@@ -92,7 +123,7 @@ func RenameReference(m protoreflect.Message, ref string) (inExpr bool) {
 		for _, list := range [][]*pg.Node{n.Keys, n.Including} {
 			for i, k := range list {
 				if names(k) {
-					list[i] = pg.MakeStrNode(PseudonymColumn)
+					list[i] = pg.MakeStrNode(to)
 				}
 			}
 		}
@@ -102,10 +133,10 @@ func RenameReference(m protoreflect.Message, ref string) (inExpr bool) {
 		case fd.Kind() != protoreflect.MessageKind || fd.IsMap():
 		case fd.IsList():
 			for i := 0; i < v.List().Len(); i++ {
-				inExpr = RenameReference(v.List().Get(i).Message(), ref) || inExpr
+				inExpr = renameColumn(v.List().Get(i).Message(), from, to) || inExpr
 			}
 		default:
-			inExpr = RenameReference(v.Message(), ref) || inExpr
+			inExpr = renameColumn(v.Message(), from, to) || inExpr
 		}
 		return true
 	})

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -88,9 +87,6 @@ type arbiter struct {
 	nullsNotDistinct bool
 }
 
-// pseudonymWord finds the pseudonym column in a printed expression.
-var pseudonymWord = regexp.MustCompile(`\b` + PseudonymColumn + `\b`)
-
 // arbiters lists the split table's unique constraints and indexes on
 // columns of the application (not the subject's pseudonym).
 func (d *deriver) arbiters() []arbiter {
@@ -126,13 +122,14 @@ func (d *deriver) arbiters() []arbiter {
 		}
 		for _, ix := range base.Indexes {
 			// A child's pseudonym in a condition is its reference column
-			// tested for NULL (package rewrite and RenameReference allow
-			// no other use), which the condition tests on T's rows.
-			predicate := ix.Predicate
-			if t.Kind == policy.Child {
-				predicate = pseudonymWord.ReplaceAllLiteralString(predicate, ident(t.Reference))
+			// tested for NULL (RenameReference allows no other use), which
+			// the condition tests on T's rows. Printed alike whether it
+			// was planned or read back.
+			predicate, ok := ix.Predicate, true
+			if t.Kind == policy.Child && predicate != "" {
+				predicate, ok = conditionOnView(predicate, t.Reference)
 			}
-			if !ix.Unique || seen[ix.Name] || strings.Contains(predicate, PseudonymColumn) {
+			if !ix.Unique || seen[ix.Name] || !ok {
 				continue
 			}
 			if cols, ok := app(ix.Keys); ok {
@@ -142,23 +139,40 @@ func (d *deriver) arbiters() []arbiter {
 			}
 		}
 	}
+	// In name order, whatever order the constraints were planned or read in,
+	// so that what apply derives does not depend on it.
+	slices.SortFunc(out, func(a, b arbiter) int { return strings.Compare(a.name, b.name) })
 	return out
 }
 
 // upsertKey returns the application's columns that identify a row and that
 // the base table holding it has as its primary key: the subject's key, a
-// child's primary key. Nil when there are none (a child without a primary
-// key, or whose key includes its reference).
+// child's primary key (its reference column where the key has the
+// pseudonym). Nil when there are none (a child without a primary key).
 func (d *deriver) upsertKey() (cols []string, base *Base) {
 	s, t := d.s, d.t()
 	if t.Kind == policy.Subject {
 		return []string{t.Key}, s.Identity
 	}
-	k := s.rowKey()
-	if k == nil {
-		return nil, nil
+	for _, k := range s.Clinical.Constraints {
+		if k.Type == "p" {
+			return replaced(k.Columns, PseudonymColumn, t.Reference), s.Clinical
+		}
 	}
-	return k, s.Clinical
+	return nil, nil
+}
+
+// keyMatch is the condition that base row b holds the row of T in row
+// variable r whose key column is k: a child's reference column is held as
+// its subject's pseudonym.
+func (d *deriver) keyMatch(k, r string) string {
+	s, t := d.s, d.t()
+	if t.Kind == policy.Child && k == t.Reference {
+		return fmt.Sprintf("b.%s = (SELECT s.%s FROM %s s WHERE s.%s = %s.%s)", ident(PseudonymColumn),
+			ident(PseudonymColumn), s.Subject.Identity.QualifiedName(), ident(s.Subject.Table.Key), r,
+			ident(k))
+	}
+	return fmt.Sprintf("b.%s = %s.%s", ident(k), r, ident(k))
 }
 
 func (d *deriver) upserts() Step {
@@ -372,7 +386,7 @@ END IF;
 	}
 	var lock, same []string
 	for _, k := range key {
-		lock = append(lock, fmt.Sprintf("b.%s = privata_old.%s", ident(k), ident(k)))
+		lock = append(lock, d.keyMatch(k, "privata_old"))
 		same = append(same, fmt.Sprintf("privata_row.%s IS NOT DISTINCT FROM privata_old.%s",
 			ident(k), ident(k)))
 	}
