@@ -318,6 +318,28 @@ func TestAlterSplitTablesThroughPrivata(t *testing.T) {
 		[2]string{`ALTER TABLE patients ADD CONSTRAINT visits_positive CHECK (visits >= 0)`, "ALTER TABLE"},
 		[2]string{`ALTER TABLE patients RENAME COLUMN born TO birthday`, "ALTER TABLE"},
 		[2]string{`COMMENT ON TABLE patients IS 'people'`, "COMMENT"},
+		// Without a name, PostgreSQL names them after the reference
+		// column, as on a plain table (the index name taken, the next).
+		[2]string{`CREATE INDEX ON encounters (patient, code)`, "CREATE INDEX"},
+		[2]string{`CREATE INDEX ON encounters ((patient), code)`, "CREATE INDEX"},
+		[2]string{`ALTER TABLE encounters ADD UNIQUE (code, patient)`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE encounters ADD FOREIGN KEY (patient) REFERENCES patients`, "ALTER TABLE"},
+	)
+	if got := rowsOf(t, e.admin(t), `SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+		WHERE conrelid = 'privata_clinical.encounters'::regclass AND conname = 'encounters_patient_fkey1'`); got !=
+		"SELECT 1\n[encounters_patient_fkey1 FOREIGN KEY (privata_pseudonym) REFERENCES privata_clinical.patients(privata_pseudonym)]\n" {
+		t.Errorf("an unnamed foreign key on the reference: %s", got)
+	}
+	if got := indexesOf(t, e, "privata_clinical.encounters"); !strings.Contains(got,
+		"CREATE INDEX encounters_patient_code_idx ON privata_clinical.encounters USING btree (privata_pseudonym, code)") ||
+		!strings.Contains(got, "CREATE INDEX encounters_patient_code_idx1 ON") ||
+		!strings.Contains(got, "CREATE UNIQUE INDEX encounters_code_patient_key ON privata_clinical.encounters "+
+			"USING btree (code, privata_pseudonym)") {
+		t.Errorf("encounters' unnamed indexes:\n%s", got)
+	}
+	ddlSteps(t, pc,
+		[2]string{`DROP INDEX encounters_patient_code_idx1`, "DROP INDEX"},
+		[2]string{`ALTER TABLE encounters DROP CONSTRAINT encounters_code_patient_key`, "ALTER TABLE"},
 	)
 	if got := indexesOf(t, e, "privata_identity.patients"); !strings.Contains(got,
 		"CREATE UNIQUE INDEX patients_ssn_key ON privata_identity.patients USING btree (ssn)") {

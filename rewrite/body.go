@@ -174,6 +174,7 @@ func (w *walker) createFunction(s *pg.CreateFunctionStmt) {
 	w.st.Definer = w.st.Definer || inner.Definer
 	w.st.Temporary = append(w.st.Temporary, inner.Temporary...)
 	w.st.Renamed = append(w.st.Renamed, inner.Renamed...)
+	w.st.BodyDDL = append(w.st.BodyDDL, inner.BodyDDL...)
 }
 
 // alterFunction checks the SET clauses of ALTER FUNCTION/PROCEDURE.

@@ -37,6 +37,9 @@ type Classification struct {
 	// statement creates, or a relation it renames, would hide from the
 	// session's unqualified names (or clash with).
 	Shadowed *policy.Table
+	// BodyDDL is a classified table that DDL in a DO block or a function
+	// body the statement defines would create, change or drop.
+	BodyDDL *policy.Table
 }
 
 // The schemas whose relations show a classified table's data in another
@@ -71,6 +74,11 @@ func Classify(st *Statement, p *policy.Policy, searchPath []string) Classificati
 	for _, name := range append(slices.Clip(st.Temporary), st.Renamed...) {
 		if ts := resolveTables(Relation{Name: name}, p, searchPath); len(ts) > 0 && c.Shadowed == nil {
 			c.Shadowed = ts[0]
+		}
+	}
+	for _, r := range st.BodyDDL {
+		if ts := resolveTables(r, p, searchPath); len(ts) > 0 && c.BodyDDL == nil {
+			c.BodyDDL = ts[0]
 		}
 	}
 	tables := make([][]*policy.Table, len(st.Relations))

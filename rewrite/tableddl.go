@@ -384,7 +384,11 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 			return nil, fail("index on table %s spans identity and clinical columns", t.QualifiedName())
 		}
 		ix.Relation = d.base(schema)
-		out = append(out, d.stmt)
+		if ix.Idxname == "" && slices.Contains(cols, t.Reference) {
+			out = append(out, d.namedByReference(d.stmt)...)
+		} else {
+			out = append(out, d.stmt)
+		}
 	case *pg.Node_AlterTableStmt:
 		for _, c := range s.AlterTableStmt.Cmds {
 			cmd := c.GetAlterTableCmd()
@@ -431,6 +435,11 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 						k.PkAttrs = []*pg.Node{pg.MakeStrNode(storage.PseudonymColumn)}
 						k.Pktable = &pg.RangeVar{Schemaname: storage.ClinicalSchema, Relname: subj.Name,
 							Inh: true, Relpersistence: "p"}
+						if k.Conname == "" {
+							k.FkAttrs = []*pg.Node{pg.MakeStrNode(t.Reference)}
+							out = append(out, d.namedByReference(d.alter(storage.ClinicalSchema, c))...)
+							continue
+						}
 						cols = nil
 						break
 					}
@@ -442,9 +451,11 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 							t.QualifiedName())
 					}
 					cols = nameStrings(append(slices.Clone(k.Keys), k.Including...))
-					for i, n := range k.Keys {
-						if t.Kind == policy.Child && stringValue(n) == t.Reference {
-							k.Keys[i] = pg.MakeStrNode(storage.PseudonymColumn)
+					if t.Kind == policy.Child && slices.Contains(cols, t.Reference) {
+						storage.RenameReference(k.ProtoReflect(), t.Reference)
+						if k.Conname == "" && k.Contype == pg.ConstrType_CONSTR_UNIQUE {
+							out = append(out, d.namedByReference(d.alter(storage.ClinicalSchema, c))...)
+							continue
 						}
 					}
 				case pg.ConstrType_CONSTR_CHECK:
@@ -510,6 +521,22 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 	return sqls, nil
 }
 
+// namedByReference returns stmt, which creates an index or constraint
+// without a name on a child's clinical base table, between two renames of
+// the pseudonym to the child's reference column and back: PostgreSQL then
+// names what it makes after the reference column, as on a plain table
+// (choosing another name when that one is taken, as it does).
+func (d *TableDDL) namedByReference(stmt *pg.Node) []*pg.Node {
+	ref := d.Table.Reference
+	storage.RenameColumn(stmt.ProtoReflect(), storage.PseudonymColumn, ref)
+	rename := func(from, to string) *pg.Node {
+		return &pg.Node{Node: &pg.Node_RenameStmt{RenameStmt: &pg.RenameStmt{
+			RenameType: pg.ObjectType_OBJECT_COLUMN, RelationType: pg.ObjectType_OBJECT_TABLE,
+			Relation: d.base(storage.ClinicalSchema), Subname: from, Newname: to}}}
+	}
+	return []*pg.Node{rename(storage.PseudonymColumn, ref), stmt, rename(ref, storage.PseudonymColumn)}
+}
+
 // alter is ALTER TABLE of one subcommand on a base table.
 func (d *TableDDL) alter(schema string, cmd *pg.Node) *pg.Node {
 	at := d.stmt.GetAlterTableStmt()
@@ -549,7 +576,8 @@ func (d *TableDDL) side(cols []string) (string, bool) {
 // referenceHint explains refusals of DDL that names a child's reference
 // column where its pseudonym cannot stand for it.
 const referenceHint = "Privata stores the reference column as the subject's pseudonym, which stands " +
-	"for it only as a column of an index, unique or primary key constraint, or in IS [NOT] NULL."
+	"for it only as a column of an index, unique or primary key constraint, or in an index " +
+	"condition's IS [NOT] NULL."
 
 func columnRefs(n *pg.Node) []string {
 	if n == nil {

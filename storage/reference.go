@@ -83,7 +83,7 @@ func indexOnPseudonym(ix *Index, ref string) (out *Index, plain bool, err error)
 // it leaves alone: there the pseudonym, of another type and with other
 // values, cannot stand for it.
 func RenameReference(m protoreflect.Message, ref string) (inExpr bool) {
-	return renameColumn(m, ref, PseudonymColumn)
+	return RenameColumn(m, ref, PseudonymColumn)
 }
 
 // conditionOnView prints a child's index condition, pred, as T's rows read
@@ -92,7 +92,7 @@ func RenameReference(m protoreflect.Message, ref string) (inExpr bool) {
 func conditionOnView(pred, ref string) (string, bool) {
 	const prefix = "SELECT WHERE "
 	tree, err := pg.Parse(prefix + pred)
-	if err != nil || renameColumn(tree.ProtoReflect(), PseudonymColumn, ref) {
+	if err != nil || RenameColumn(tree.ProtoReflect(), PseudonymColumn, ref) {
 		return "", false
 	}
 	out, err := pg.Deparse(tree)
@@ -102,11 +102,15 @@ func conditionOnView(pred, ref string) (string, bool) {
 	return strings.TrimPrefix(out, prefix), true
 }
 
-// renameColumn is RenameReference from column from to column to.
-func renameColumn(m protoreflect.Message, from, to string) (inExpr bool) {
+// RenameColumn is RenameReference from column from to column to; package
+// rewrite also renames the pseudonym back.
+func RenameColumn(m protoreflect.Message, from, to string) (inExpr bool) {
 	names := func(n *pg.Node) bool { return n.GetString_().GetSval() == from }
 	switch n := m.Interface().(type) {
 	case *pg.IndexElem:
+		if cr := n.Expr.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && names(cr.Fields[0]) {
+			n.Name, n.Expr = from, nil // (column) is the column, as PostgreSQL reads it
+		}
 		if n.Name == from {
 			// The operator class and collation the application chose are
 			// its type's; the pseudonym (a uuid) takes its own defaults.
@@ -133,10 +137,10 @@ func renameColumn(m protoreflect.Message, from, to string) (inExpr bool) {
 		case fd.Kind() != protoreflect.MessageKind || fd.IsMap():
 		case fd.IsList():
 			for i := 0; i < v.List().Len(); i++ {
-				inExpr = renameColumn(v.List().Get(i).Message(), from, to) || inExpr
+				inExpr = RenameColumn(v.List().Get(i).Message(), from, to) || inExpr
 			}
 		default:
-			inExpr = renameColumn(v.Message(), from, to) || inExpr
+			inExpr = RenameColumn(v.Message(), from, to) || inExpr
 		}
 		return true
 	})
