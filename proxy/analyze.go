@@ -3,7 +3,7 @@ package proxy
 import (
 	"errors"
 	"maps"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -243,9 +243,16 @@ func (s *session) info(an *rewrite.Analysis) *stmtInfo {
 				s.ctxBase[cs.Name] = cs.Value
 			}
 		}
+		if st.ResetsSession {
+			s.widenSearchPath(s.startupPath)
+		}
 		for _, set := range st.Settings {
-			if set.Name == "search_path" && !set.Reset && set.Param == 0 && !set.Unknown {
-				s.searchPath = parseSearchPath(set.Value, s.role.PGRole)
+			switch {
+			case set.Name != "search_path":
+			case set.Reset:
+				s.widenSearchPath(s.startupPath)
+			case set.Param == 0 && !set.Unknown: // else refused (rewrite.Decide)
+				s.widenSearchPath(parseSearchPath(set.Value, s.role.PGRole))
 			}
 		}
 	}
@@ -301,22 +308,21 @@ func (s *session) declare(name, value string) {
 	}
 }
 
-// parseSearchPath reads a search_path value into schema names.
-func parseSearchPath(v, user string) []string {
-	var out []string
-	for _, p := range strings.Split(v, ",") {
-		p = strings.TrimSpace(p)
-		if len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' {
-			p = strings.ReplaceAll(p[1:len(p)-1], `""`, `"`)
-		} else {
-			p = strings.ToLower(p)
-		}
-		if p == "$user" {
-			p = user
-		}
-		if p != "" {
-			out = append(out, p)
+// widenSearchPath follows a search_path assignment as the text is read,
+// before it runs: path goes first, and the schemas of earlier paths stay
+// after it, since the assignment may fail, be rolled back or be LOCAL. An
+// unqualified name then counts as every classified table it could mean
+// (rewrite.Classify): a stale path could only make Privata audit a read
+// it need not, never miss one.
+func (s *session) widenSearchPath(path []string) {
+	out := slices.Clone(path)
+	for _, sp := range s.searchPath {
+		if !slices.Contains(out, sp) {
+			out = append(out, sp)
 		}
 	}
-	return out
+	s.searchPath = out
 }
+
+// parseSearchPath reads a search_path value into schema names.
+func parseSearchPath(v, user string) []string { return rewrite.SearchPath(v, user) }

@@ -53,7 +53,10 @@ type session struct {
 	startupTail []byte // ParameterStatus messages for greet
 
 	// Client side only:
-	searchPath []string // for classifying unqualified names
+	// searchPath resolves unqualified names: the session's search path,
+	// then any schema an earlier one had (widenSearchPath); startupPath is
+	// the path the session started with.
+	searchPath, startupPath []string
 	// catalogInstalled is set when the database has the catalog
 	// emulations (catalog.go).
 	catalogInstalled bool
@@ -132,10 +135,11 @@ func (srv *Server) open(nc net.Conn, st *startup) (*session, error) {
 	s.ctx = newUpstreamContext(settings)
 	s.regions = srv.newRegionState(st)
 	s.rs.init(s, settings)
-	s.searchPath = parseSearchPath(`"$user", public`, role.PGRole)
+	s.startupPath = parseSearchPath(`"$user", public`, role.PGRole)
 	if v, ok := settings["search_path"]; ok {
-		s.searchPath = parseSearchPath(v, role.PGRole)
+		s.startupPath = parseSearchPath(v, role.PGRole)
 	}
+	s.searchPath = s.startupPath
 	s.breakGlass = isOn(settings["privata.break_glass"])
 	s.ctxStartup = map[string]string{}
 	for _, g := range contextGUCs {

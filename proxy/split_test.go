@@ -446,3 +446,38 @@ func TestUpsertBesideAuditedSelect(t *testing.T) {
 		t.Errorf("no read record names the patient the SELECT returned")
 	}
 }
+
+// Privata's storage schemas stay out of reach through the search path:
+// a session may not put them on it, and one that starts with them there
+// reaches nothing by unqualified names.
+func TestStorageSchemasOffTheSearchPath(t *testing.T) {
+	e := newSplitEnv(t)
+	ctx := context.Background()
+	conn := e.connect(t, "analyst")
+	for _, sql := range []string{
+		`SET search_path = privata_identity, public`,
+		`SELECT set_config('search_path', 'privata_clinical', false)`,
+	} {
+		if _, err := conn.Exec(ctx, sql); sqlstate(err) != "0A000" {
+			t.Errorf("%s: %v, want 0A000", sql, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `SELECT set_config('search_path', $1, false)`, "privata_identity"); sqlstate(err) != "0A000" {
+		t.Errorf("a search_path bound as a parameter: %v, want 0A000", err)
+	}
+	started, err := pgx.Connect(ctx, e.url("analyst")+"&search_path=privata_identity,public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer started.Close(ctx)
+	if _, err := started.Exec(ctx, `SELECT id, privata_pseudonym FROM patients`); sqlstate(err) != "42501" {
+		t.Errorf("an unqualified name with privata_identity on the startup search path: %v, want 42501", err)
+	}
+	// An ordinary path still works, and the tables read as before.
+	if _, err := conn.Exec(ctx, `SET search_path = plain, public`); err != nil {
+		t.Fatal(err)
+	}
+	if got := rowsOf(t, conn, `SELECT count(*) FROM public.patients`); got != "SELECT 1\n[3]\n" {
+		t.Errorf("after SET search_path: %s", got)
+	}
+}

@@ -174,6 +174,35 @@ func TestStorageSchemasAreRefused(t *testing.T) {
 	if d := Decide(st, Classify(st, p, nil), sess); d.Action != Allow {
 		t.Errorf("a name in a constant: %+v", d)
 	}
+	// Nor through the search path: a session that starts with them on it
+	// reaches them by unqualified names; one may not put them there, or
+	// set a path Privata cannot read.
+	st = analyzeOne(t, a, `SELECT id, privata_pseudonym FROM patients`)
+	if d := Decide(st, Classify(st, p, []string{"privata_identity", "public"}), sess); d.Action != Refuse ||
+		!strings.Contains(d.Message, "relation privata_identity.patients is Privata's split storage") {
+		t.Errorf("an unqualified name with privata_identity on the search path: %+v", d)
+	}
+	for _, c := range []struct{ sql, want string }{
+		{`SET search_path = privata_identity, public`, "a search_path with Privata's storage schemas"},
+		{`SET search_path TO "$user", "privata_clinical"`, "a search_path with Privata's storage schemas"},
+		{`SELECT set_config('search_path', 'public,privata_access', false)`,
+			"a search_path with Privata's storage schemas with set_config()"},
+		{`SELECT set_config('search_path', $1, false)`, "setting search_path to a value that is not a constant"},
+		{`CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = privata_export AS 'SELECT 1'`,
+			"a search_path with Privata's storage schemas in a function SET clause"},
+	} {
+		st := analyzeOne(t, a, c.sql)
+		if d := Decide(st, Classify(st, p, nil), sess); d.Action != Refuse || !strings.Contains(d.Message, c.want) {
+			t.Errorf("%s: %+v, want a refusal: %s", c.sql, d, c.want)
+		}
+	}
+	for _, sql := range []string{`SET search_path = app, public`, `SET search_path = DEFAULT`, `RESET search_path`,
+		`SELECT set_config('search_path', '', false)`} {
+		st := analyzeOne(t, a, sql)
+		if d := Decide(st, Classify(st, p, nil), sess); d.Action != Allow {
+			t.Errorf("%s: %+v", sql, d)
+		}
+	}
 }
 
 func TestDecisionsOnClassifiedTables(t *testing.T) {

@@ -50,6 +50,14 @@ const (
 	regionSchemaPrefix = "privata_region_"
 )
 
+// isStorageSchema reports whether schema holds Privata's split storage,
+// which clients do not reach: the base tables, the access and upsert
+// views, and the views other clusters read.
+func isStorageSchema(schema string) bool {
+	return schema == storage.IdentitySchema || schema == storage.ClinicalSchema ||
+		schema == storage.AccessSchema || schema == exportSchema
+}
+
 // ClassifiedColumn is a column of a classified table.
 type ClassifiedColumn struct {
 	Table  *policy.Table
@@ -86,9 +94,16 @@ func Classify(st *Statement, p *policy.Policy, searchPath []string) Classificati
 		if r.Function {
 			continue
 		}
+		if r.Schema == "" && c.Storage == "" {
+			// With a storage schema on the search path (set at connection
+			// start: a SET of it is refused), an unqualified name may mean
+			// Privata's own relation.
+			if i := slices.IndexFunc(searchPath, isStorageSchema); i >= 0 {
+				c.Storage = searchPath[i] + "." + r.Name
+			}
+		}
 		switch schema := r.Schema; {
-		case schema == storage.IdentitySchema || schema == storage.ClinicalSchema ||
-			schema == storage.AccessSchema || schema == exportSchema:
+		case isStorageSchema(schema):
 			if c.Storage == "" {
 				c.Storage = schema + "." + r.Name
 			}

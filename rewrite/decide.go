@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/privata/privata/policy"
 )
@@ -76,12 +77,17 @@ func Decide(st *Statement, c Classification, s Session) Decision {
 				"cluster directly.",
 		}
 	case st.Unsafe != "":
+		hint := "Privata reads every statement as PostgreSQL does only with " +
+			"standard_conforming_strings on and the client encoding UTF8."
+		if strings.Contains(st.Unsafe, "search_path") {
+			hint = "Set search_path with a constant, and leave Privata's storage schemas " +
+				"(privata_identity, privata_clinical, privata_access, privata_export) off it."
+		}
 		return Decision{
 			Action:   Refuse,
 			SQLState: CodeFeatureNotSupported,
 			Message:  "not supported through Privata: " + st.Unsafe,
-			Hint: "Privata reads every statement as PostgreSQL does only with " +
-				"standard_conforming_strings on and the client encoding UTF8.",
+			Hint:     hint,
 		}
 	}
 	switch {

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,6 +14,7 @@ const (
 	paramSessionAuth = "session_authorization"
 	paramSCS         = "standard_conforming_strings"
 	paramEncoding    = "client_encoding"
+	paramSearchPath  = "search_path"
 )
 
 // form is the syntax that assigns a parameter; it decides how a refusal
@@ -166,6 +168,17 @@ func (w *walker) assign(name string, v value, local, reset bool, f form, how ...
 		if !reset && !(v.known && isUTF8Name(v.text)) {
 			w.unsafe(unsafeReason("setting client_encoding to an encoding other than UTF8", f, how))
 		}
+	case paramSearchPath:
+		// Privata resolves unqualified names through the search path it
+		// knows: one it cannot read, or one that reaches its storage,
+		// would have a statement mean other relations than it analysed.
+		switch {
+		case reset:
+		case !v.known:
+			w.unsafe(unsafeReason("setting search_path to a value that is not a constant", f, how))
+		case slices.ContainsFunc(SearchPath(v.text, ""), isStorageSchema):
+			w.unsafe(unsafeReason("a search_path with Privata's storage schemas", f, how))
+		}
 	}
 	if f != formSet && f != formSetConfig {
 		return
@@ -227,6 +240,27 @@ func (w *walker) unsafe(reason string) {
 	if reason != "" && w.st.Unsafe == "" {
 		w.st.Unsafe = w.via + reason
 	}
+}
+
+// SearchPath reads a search_path value into schema names, as PostgreSQL
+// does: unquoted names fold to lower case, and $user is user.
+func SearchPath(v, user string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' {
+			p = strings.ReplaceAll(p[1:len(p)-1], `""`, `"`)
+		} else {
+			p = strings.ToLower(p)
+		}
+		if p == "$user" {
+			p = user
+		}
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // parseBool is PostgreSQL's parse_bool: true for on, 1, and prefixes of true
