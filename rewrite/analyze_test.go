@@ -315,8 +315,14 @@ func TestRelationsAndColumns(t *testing.T) {
 			columns:   []string{"patients.id r", "patients.ssn w"},
 		},
 		{
-			name:      "a function body's statements are not",
+			// A call does not show what the body reads: the definition does.
+			name:      "a function body's reads are the definition's",
 			sql:       "CREATE FUNCTION f() RETURNS SETOF text LANGUAGE sql AS 'SELECT ssn FROM patients'",
+			relations: []string{"patients r"},
+		},
+		{
+			name:      "a function body's writes are not",
+			sql:       "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'INSERT INTO log VALUES (1)'",
 			relations: nil,
 		},
 		{

@@ -175,6 +175,15 @@ func (w *walker) createFunction(s *pg.CreateFunctionStmt) {
 	w.st.Temporary = append(w.st.Temporary, inner.Temporary...)
 	w.st.Renamed = append(w.st.Renamed, inner.Renamed...)
 	w.st.BodyDDL = append(w.st.BodyDDL, inner.BodyDDL...)
+	// What the body reads is read when the function is called, by a
+	// statement that does not show it: the read is the definition's.
+	first := len(w.st.Relations)
+	for _, r := range inner.Relations {
+		if !r.Function && r.Access&Read != 0 {
+			w.st.Relations = append(w.st.Relations, r)
+		}
+	}
+	w.readsSince(first, OpFunction)
 }
 
 // alterFunction checks the SET clauses of ALTER FUNCTION/PROCEDURE.

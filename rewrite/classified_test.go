@@ -80,6 +80,14 @@ var kindCases = []struct {
 	{DDL, `CREATE FUNCTION mk() RETURNS void LANGUAGE sql AS 'CREATE TABLE encounters (patient int)'`, Refuse,
 		"DDL on table public.encounters"},
 	{Do, `DO $$BEGIN CREATE TABLE scratch (id int); CREATE INDEX ON scratch (id); END$$`, Allow, ""},
+	// What a function reads is not audited when it is called.
+	{DDL, `CREATE FUNCTION f_p(uuid) RETURNS SETOF text LANGUAGE sql AS $$SELECT first || ssn FROM patients WHERE id = $1$$`,
+		Refuse, "a function or procedure that reads it is not supported on table public.patients"},
+	{DDL, `CREATE PROCEDURE p() LANGUAGE plpgsql AS $$DECLARE n int; BEGIN SELECT count(*) INTO n FROM encounters; END$$`,
+		Refuse, "a function or procedure that reads it is not supported on table public.encounters"},
+	{DDL, `CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.at := now(); RETURN NEW; END$$`,
+		Allow, ""},
+	{DDL, `CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT count(*) FROM scratch'`, Allow, ""},
 	// SQL-level EXECUTE of a prepared read would not be audited.
 	{Prepare, `PREPARE r AS SELECT ssn FROM patients WHERE id = $1`, Refuse,
 		"PREPARE is not supported on table public.patients"},

@@ -42,6 +42,7 @@ const (
 	OpMatView      OperationKind = "CREATE MATERIALIZED VIEW"
 	OpTableAs      OperationKind = "CREATE TABLE AS or SELECT INTO"
 	OpPrepare      OperationKind = "PREPARE"
+	OpFunction     OperationKind = "a function or procedure that reads it"
 	OpPublication  OperationKind = "a publication"
 	OpSubscription OperationKind = "a subscription"
 )
