@@ -46,6 +46,9 @@ var onClassified = map[OperationKind]verdict{
 		"outside split storage, where the policy's masks, residency and audit no longer reach them."},
 	OpPrepare: {action: Refuse, hint: "The rows of an EXECUTE would not be in the read audit: use " +
 		"the protocol's prepared statements (Parse/Bind/Execute), as drivers do."},
+	OpRowLock: {action: Refuse, hint: "A split table's view joins its base tables with an outer " +
+		"join, whose rows PostgreSQL does not lock: lock the row with an UPDATE of it, or take an " +
+		"advisory lock on its key."},
 	OpFunction: {action: Refuse, hint: "What a function returns when called is not in the read " +
 		"audit, and it may return what it reads: query the table in the statement itself."},
 	OpPublication: {action: Refuse, hint: "The base tables hold identity values in the clear; the " +

@@ -80,6 +80,13 @@ var kindCases = []struct {
 	{DDL, `CREATE FUNCTION mk() RETURNS void LANGUAGE sql AS 'CREATE TABLE encounters (patient int)'`, Refuse,
 		"DDL on table public.encounters"},
 	{Do, `DO $$BEGIN CREATE TABLE scratch (id int); CREATE INDEX ON scratch (id); END$$`, Allow, ""},
+	// Row locks cannot reach through a split table's outer join.
+	{Select, `SELECT first FROM patients WHERE id = 1 FOR UPDATE`, Refuse,
+		"SELECT ... FOR UPDATE or FOR SHARE is not supported on table public.patients"},
+	{Select, `SELECT * FROM scratch s JOIN encounters e ON e.id = s.id FOR SHARE OF e`, Refuse,
+		"FOR SHARE is not supported on table public.encounters"},
+	{Select, `SELECT * FROM scratch s JOIN encounters e ON e.id = s.id FOR UPDATE OF s`, Allow, ""},
+	{Select, `SELECT * FROM scratch FOR UPDATE`, Allow, ""},
 	// What a function reads is not audited when it is called.
 	{DDL, `CREATE FUNCTION f_p(uuid) RETURNS SETOF text LANGUAGE sql AS $$SELECT first || ssn FROM patients WHERE id = $1$$`,
 		Refuse, "a function or procedure that reads it is not supported on table public.patients"},

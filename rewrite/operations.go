@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"slices"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/privata/privata/storage"
@@ -43,6 +45,7 @@ const (
 	OpTableAs      OperationKind = "CREATE TABLE AS or SELECT INTO"
 	OpPrepare      OperationKind = "PREPARE"
 	OpFunction     OperationKind = "a function or procedure that reads it"
+	OpRowLock      OperationKind = "SELECT ... FOR UPDATE or FOR SHARE"
 	OpPublication  OperationKind = "a publication"
 	OpSubscription OperationKind = "a subscription"
 )
@@ -78,6 +81,35 @@ func (w *walker) readsSince(first int, what OperationKind) {
 	for i := first; i < len(w.st.Relations); i++ {
 		if r := w.st.Relations[i]; !r.Function && r.Access&Read != 0 {
 			w.operation(i, what)
+		}
+	}
+}
+
+// lockedSince records a row lock on each relation that the walk since
+// index first recorded and that locking clauses lock: those they name
+// (FOR UPDATE OF t), or every one read.
+func (w *walker) lockedSince(first int, clauses []*pg.Node) {
+	var named []string
+	all := false
+	for _, c := range clauses {
+		lc := c.GetLockingClause()
+		if lc == nil || len(lc.LockedRels) == 0 {
+			all = true
+			continue
+		}
+		for _, r := range lc.LockedRels {
+			if rv := r.GetRangeVar(); rv != nil {
+				named = append(named, rv.Relname)
+			}
+		}
+	}
+	for i := first; i < len(w.st.Relations); i++ {
+		r := w.st.Relations[i]
+		if r.Function || r.Access&Read == 0 {
+			continue
+		}
+		if all || slices.Contains(named, r.Name) || r.Alias != "" && slices.Contains(named, r.Alias) {
+			w.operation(i, OpRowLock)
 		}
 	}
 }

@@ -43,6 +43,9 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 		if sel := n.GetSelectStmt(); sel != nil && selectInto(sel) != nil {
 			w.readsSince(first, OpTableAs)
 		}
+		if sel := n.GetSelectStmt(); sel != nil && len(sel.LockingClause) > 0 {
+			w.lockedSince(first, sel.LockingClause)
+		}
 	case *pg.Node_CopyStmt:
 		w.copyStmt(s.CopyStmt)
 	case *pg.Node_ExplainStmt:
