@@ -119,6 +119,22 @@ func TestChildConstraintsOnTheReference(t *testing.T) {
 
 // What would name the reference column in an expression is refused: the
 // pseudonym that stores it has another type and other values.
+// A NULL reference where the application's column is NOT NULL fails as
+// on a plain table, naming the column.
+func TestChildNullReference(t *testing.T) {
+	d := newDB(t)
+	d.exec(t, referenceSchema)
+	d.apply(t, parsePolicy(t, referencePolicy))
+	d.as(t, "doctor", func(tx pgx.Tx) {
+		_, err := tx.Exec(ctx, `INSERT INTO visits (person, slot) VALUES (NULL, 7)`)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "23502" || pe.ColumnName != "person" || pe.TableName != "visits" ||
+			pe.Message != `null value in column "person" of relation "visits" violates not-null constraint` {
+			t.Errorf("a NULL reference: %#v", err)
+		}
+	})
+}
+
 func TestChildExpressionsOnTheReferenceRefused(t *testing.T) {
 	pol := parsePolicy(t, `
 version: 1

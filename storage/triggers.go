@@ -229,7 +229,18 @@ func (d *deriver) lookupSubject(row string) string {
 	msg := fmt.Sprintf("insert or update on table %q violates foreign key constraint %q",
 		t.Name, s.ReferenceFK)
 	detail := fmt.Sprintf("Key (%s) is not present in table %q.", t.Reference, subj.Table.Name)
-	return fmt.Sprintf(`privata_p := NULL;
+	// A NULL reference where the pseudonym may not be NULL fails as the
+	// application's column would, naming it (not the pseudonym).
+	notNull := ""
+	if c := s.Clinical.Column(PseudonymColumn); c != nil && c.NotNull {
+		notNull = fmt.Sprintf(`IF %s IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = %s,
+        COLUMN = %s, TABLE = %s, SCHEMA = %s;
+END IF;
+`, ref, literal(fmt.Sprintf("null value in column %q of relation %q violates not-null constraint",
+			t.Reference, t.Name)), literal(t.Reference), literal(t.Name), literal(t.Schema))
+	}
+	return notNull + fmt.Sprintf(`privata_p := NULL;
 IF %s IS NOT NULL THEN
     SELECT s.%s INTO privata_p FROM %s s WHERE s.%s = %s;
     IF NOT FOUND THEN

@@ -579,6 +579,10 @@ BEGIN
             MESSAGE = 'cannot insert a non-DEFAULT value into column "id"', DETAIL = 'Column "id" is an identity column defined as GENERATED ALWAYS.';
     END IF;
     NEW."id" := pg_catalog.nextval('privata_clinical.visits_id_seq'::pg_catalog.regclass);
+    IF NEW."person" IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = 'null value in column "person" of relation "visits" violates not-null constraint',
+            COLUMN = 'person', TABLE = 'visits', SCHEMA = 'public';
+    END IF;
     privata_p := NULL;
     IF NEW."person" IS NOT NULL THEN
         SELECT s."privata_pseudonym" INTO privata_p FROM "privata_identity"."people" s WHERE s."id" = NEW."person";
@@ -613,6 +617,10 @@ BEGIN
                "cost" = NEW."cost"
          WHERE "id" = OLD."id";
     ELSE
+        IF NEW."person" IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = 'null value in column "person" of relation "visits" violates not-null constraint',
+                COLUMN = 'person', TABLE = 'visits', SCHEMA = 'public';
+        END IF;
         privata_p := NULL;
         IF NEW."person" IS NOT NULL THEN
             SELECT s."privata_pseudonym" INTO privata_p FROM "privata_identity"."people" s WHERE s."id" = NEW."person";
@@ -1182,7 +1190,7 @@ INSERT INTO privata.tables (schema_name, table_name, kind, key_column,
 VALUES ('public', 'visits', 'child', NULL, 'public', 'people', 'person', 'integer',
     ARRAY['id', 'person', 'at', 'reason', 'cost']::text[],
     ARRAY['{"grantee":"postgres","privilege":"DELETE"}', '{"grantee":"postgres","privilege":"INSERT"}', '{"grantee":"postgres","privilege":"REFERENCES"}', '{"grantee":"postgres","privilege":"SELECT"}', '{"grantee":"postgres","privilege":"TRIGGER"}', '{"grantee":"postgres","privilege":"TRUNCATE"}', '{"grantee":"postgres","privilege":"UPDATE"}']::text[],
-    '150c13816e16d2837c26e49f9cde3ff6ad675d2759066190988d314114422cea', privata.fingerprint('public', 'visits'), pg_catalog.now())
+    '62d7a1a2a160d7bd8752cd47030be732700ebefc043603b6ae0b615c4fcc79ec', privata.fingerprint('public', 'visits'), pg_catalog.now())
 ON CONFLICT (schema_name, table_name) DO UPDATE SET kind = EXCLUDED.kind,
     key_column = EXCLUDED.key_column, subject_schema = EXCLUDED.subject_schema,
     subject_table = EXCLUDED.subject_table, reference_column = EXCLUDED.reference_column,
