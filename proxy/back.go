@@ -137,6 +137,15 @@ func (s *session) relay(typ byte, n int) error {
 		}
 		if e := s.head(); e != nil && e.kind == kExecute {
 			s.pop()
+			s.dropIgnoredSyncs()
+		}
+	case 'G':
+		// CopyInResponse: the backend ignores Syncs until the COPY ends.
+		if e := s.head(); e != nil && (e.kind == kQuery || e.kind == kExecute) {
+			s.copyIn = true
+		}
+		if err := s.pass(typ, n); err != nil {
+			return s.upstreamLost(err)
 		}
 	case 'I', 's', '1', '2', '3', 'n':
 		if err := s.pass(typ, n); err != nil {
@@ -166,6 +175,7 @@ func (s *session) relay(typ byte, n int) error {
 			s.own = hiddenResult{}
 		}
 		s.pop()
+		s.dropIgnoredSyncs()
 		s.readReady(body[0])
 		s.txStatus.Store(uint32(body[0]))
 		if body[0] == 'I' {
@@ -285,8 +295,23 @@ func (s *session) relayError(n int) error {
 	}
 	if e != nil && !e.kind.endsCycle() {
 		s.pop()
+		s.dropIgnoredSyncs()
 	}
 	return nil
+}
+
+// dropIgnoredSyncs completes, once the statement that started a COPY FROM
+// STDIN is done, the entries of the Syncs the client sent during the COPY:
+// the backend ignored them, so no ReadyForQuery will answer them, and the
+// next one answers the Sync after the COPY.
+func (s *session) dropIgnoredSyncs() {
+	if !s.copyIn {
+		return
+	}
+	s.copyIn = false
+	for e := s.head(); e != nil && e.kind == kSync && e.inCopy; e = s.head() {
+		s.pop()
+	}
 }
 
 // errorCode returns the SQLSTATE of an ErrorResponse body.

@@ -287,3 +287,46 @@ func TestObserverSeesEachStatementsRows(t *testing.T) {
 			cols, rows, dones)
 	}
 }
+
+// libpq's PQexecParams sends COPY FROM STDIN as Parse, Bind, Describe,
+// Execute and Sync before the data, and a Sync after CopyDone; the backend
+// ignores the first Sync, in COPY, and answers only the second. The relay
+// must not wait for a ReadyForQuery for the first: it would take the next
+// statement's, and strip that statement's hidden columns from the wrong
+// results (here: the subject's pseudonym would reach the client).
+func TestExtendedCopyInIgnoredSync(t *testing.T) {
+	re := newReadEnv(t, readOptions{})
+	w := re.wire(t, "clinician")
+	w.send(&pgproto3.Query{String: "CREATE TEMP TABLE c (n int)"})
+	expect(t, w.recv("ReadyForQuery"), "CommandComplete:CREATE TABLE", "ReadyForQuery:I")
+
+	copyIn := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "COPY c FROM STDIN"}, &pgproto3.Bind{},
+		&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+	w.send(copyIn...)
+	expect(t, w.recv("CopyInResponse"), "ParseComplete", "BindComplete", "NoData", "CopyInResponse")
+	w.send(&pgproto3.CopyData{Data: []byte("1\n2\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	expect(t, w.recv("ReadyForQuery"), "CommandComplete:COPY 2", "ReadyForQuery:I")
+
+	// A bad row: the error ends the COPY, the Sync after it the cycle.
+	w.send(copyIn...)
+	expect(t, w.recv("CopyInResponse"), "ParseComplete", "BindComplete", "NoData", "CopyInResponse")
+	w.send(&pgproto3.CopyData{Data: []byte("x\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	expect(t, w.recv("ReadyForQuery"), "Error:22P02", "ReadyForQuery:I")
+
+	// A Sync in a simple-protocol COPY is ignored too.
+	w.send(&pgproto3.Query{String: "COPY c FROM STDIN"}, &pgproto3.Sync{})
+	expect(t, w.recv("CopyInResponse"), "CopyInResponse")
+	w.send(&pgproto3.CopyData{Data: []byte("3\n")}, &pgproto3.CopyDone{})
+	expect(t, w.recv("ReadyForQuery"), "CommandComplete:COPY 1", "ReadyForQuery:I")
+
+	// The statements after them get their own answers, without the
+	// hidden column, and are audited.
+	p := re.patients[0]
+	w.send(&pgproto3.Query{String: "SELECT id, first FROM patients WHERE id = '" + p.ID + "'"})
+	got := w.recv("ReadyForQuery")
+	expect(t, got, "RowDescription", "DataRow:"+p.ID+","+p.First, "CommandComplete:SELECT 1", "ReadyForQuery:I")
+	w.send(&pgproto3.Parse{Name: "s", Query: "SELECT count(*) FROM c"}, &pgproto3.Describe{ObjectType: 'S', Name: "s"},
+		&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	expect(t, w.recv("ReadyForQuery"), "ParseComplete", "ParameterDescription", "RowDescription", "BindComplete",
+		"DataRow:3", "CommandComplete:SELECT 1", "ReadyForQuery:I")
+}

@@ -36,6 +36,12 @@ func (s *session) front() error {
 			return describeReadError(err)
 		}
 		switch typ {
+		case 'Q', 'E':
+			s.copyWindow = true
+		case 'c', 'f':
+			s.copyWindow = false
+		}
+		switch typ {
 		case 'Q':
 			err = s.query(n)
 		case 'P':

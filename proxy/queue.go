@@ -39,6 +39,11 @@ type entry struct {
 	quiet  bool
 	// vital hidden entries (SET ROLE) end the session when they fail.
 	vital bool
+	// inCopy marks a Sync the client sent after a Query or Execute and
+	// before ending a COPY FROM STDIN with CopyDone or CopyFail: the
+	// backend ignores it if that statement did start a COPY FROM STDIN,
+	// and then no ReadyForQuery answers it.
+	inCopy bool
 	// refusal replaces the error that the failing stand-in message,
 	// forwarded in place of a refused one, provokes upstream.
 	refusal []byte

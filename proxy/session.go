@@ -74,9 +74,17 @@ type session struct {
 	unnamedStmt   *stmtInfo
 	unnamedPortal *stmtInfo
 
+	// copyWindow (client side): a Query or Execute was forwarded and no
+	// CopyDone or CopyFail since; a Sync now may fall in a COPY FROM
+	// STDIN, where the backend ignores it (entry.inCopy).
+	copyWindow bool
+
 	// Upstream side only:
 	cur     entry // copy of the queue's head
 	haveCur bool
+	// copyIn is set at a CopyInResponse: the backend ignores Syncs until
+	// the COPY ends, and dropIgnoredSyncs drops their entries then.
+	copyIn  bool
 	results int // statements of the current Query completed so far
 	ctxDone int // context-changing entries popped in the current cycle
 
