@@ -45,7 +45,7 @@ type Statement struct {
 	RoleChange string
 	// Unsafe is non-empty when the statement would make Privata's analysis
 	// of later statements wrong (standard_conforming_strings off, a client
-	// encoding other than UTF8); it says why.
+	// encoding other than UTF8 or SQL_ASCII); it says why.
 	Unsafe string
 	// Opaque is non-empty when the statement reads tables it does not
 	// name, so that Relations cannot list them: schema_to_xml(),

@@ -78,7 +78,7 @@ func Decide(st *Statement, c Classification, s Session) Decision {
 		}
 	case st.Unsafe != "":
 		hint := "Privata reads every statement as PostgreSQL does only with " +
-			"standard_conforming_strings on and the client encoding UTF8."
+			"standard_conforming_strings on and the client encoding UTF8 (or SQL_ASCII)."
 		if strings.Contains(st.Unsafe, "search_path") {
 			hint = "Set search_path with a constant, and leave Privata's storage schemas " +
 				"(privata_identity, privata_clinical, privata_access, privata_export) off it."

@@ -165,8 +165,8 @@ func (w *walker) assign(name string, v value, local, reset bool, f form, how ...
 			w.unsafe(unsafeReason("setting standard_conforming_strings to off", f, how))
 		}
 	case paramEncoding:
-		if !reset && !(v.known && isUTF8Name(v.text)) {
-			w.unsafe(unsafeReason("setting client_encoding to an encoding other than UTF8", f, how))
+		if !reset && !(v.known && readableEncodingName(v.text)) {
+			w.unsafe(unsafeReason("setting client_encoding to an encoding other than UTF8 or SQL_ASCII", f, how))
 		}
 	case paramSearchPath:
 		// Privata resolves unqualified names through the search path it
@@ -273,14 +273,20 @@ func parseBool(s string) bool {
 	return s == "on" || s == "1" || strings.HasPrefix("true", s) || strings.HasPrefix("yes", s)
 }
 
-// isUTF8Name reports whether an encoding name means UTF8, ignoring case
-// and punctuation as PostgreSQL does.
-func isUTF8Name(s string) bool {
+// readableEncodingName reports whether an encoding name, ignoring case and
+// punctuation as PostgreSQL does, means UTF8 or SQL_ASCII: the client
+// encodings whose statements Privata reads as PostgreSQL does (see the
+// proxy's readableEncoding).
+func readableEncodingName(s string) bool {
 	var b strings.Builder
 	for _, r := range strings.ToLower(s) {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			b.WriteRune(r)
 		}
 	}
-	return b.String() == "utf8" || b.String() == "unicode"
+	switch b.String() {
+	case "utf8", "unicode", "sqlascii":
+		return true
+	}
+	return false
 }

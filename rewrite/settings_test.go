@@ -48,6 +48,7 @@ func TestUnsafeSettings(t *testing.T) {
 		{"client_encoding UTF8 is allowed", "SET client_encoding = 'UTF8'", ""},
 		{"client_encoding utf-8 is allowed", "SET client_encoding TO 'utf-8'", ""},
 		{"SET NAMES unicode is allowed", "SET NAMES 'unicode'", ""},
+		{"client_encoding SQL_ASCII is allowed, as at connection start", "SET client_encoding = SQL_ASCII", ""},
 		{"other settings are allowed", "SET backslash_quote = on", ""},
 	}
 	a := NewAnalyzer(0)
