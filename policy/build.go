@@ -148,6 +148,14 @@ func (b *builder) newTable(file string, key scalar, schema *scalar, kind Kind) *
 func (b *builder) classify(file string, t *Table, class Class, cols []scalar) {
 	for _, c := range cols {
 		pos := at(file, c)
+		if c.Value == "" {
+			if c.Line == 0 {
+				pos = t.Pos // a null entry: YAML keeps no position for it
+			}
+			b.errs.add(pos, "write the column's name, or remove the entry",
+				"an empty column name in table %s's %s columns", t.Name, class)
+			continue
+		}
 		if first, dup := b.classified[t][c.Value]; dup {
 			b.errs.add(pos, "a column belongs to one class; remove one of the two",
 				"column %s.%s is classified twice (first at %s)", t.Name, c.Value, first)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 )
 
 // The YAML documents are decoded strictly (unknown keys and duplicate keys
@@ -156,6 +157,19 @@ type transferDoc struct {
 
 // decodeFile parses one policy file strictly.
 func decodeFile(file string, data []byte) (*document, error) {
+	if len(data) >= 3 && string(data[:3]) == "\ufeff" {
+		data = data[3:] // a byte-order mark, as some editors write
+	}
+	// Decoding reads the first document only: a second would be ignored.
+	if f, err := parser.ParseBytes(data, 0); err == nil && len(f.Docs) > 1 {
+		pos := Pos{File: file, Line: 1, Column: 1}
+		if start := f.Docs[1].Start; start != nil {
+			pos.Line, pos.Column = start.Position.Line, start.Position.Column
+		}
+		return nil, &Error{Pos: pos, Msg: "a second YAML document in the policy file",
+			Hint: "a policy file holds one document; put another part of the policy in a file of its own " +
+				"and list both (policies: in privata.yaml)"}
+	}
 	var d document
 	err := yaml.UnmarshalWithOptions(data, &d, yaml.Strict())
 	if err != nil {
