@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -496,7 +497,7 @@ func positioned(file string, err error) error {
 	var ye yaml.Error
 	if errors.As(err, &ye) && ye.GetToken() != nil {
 		p := ye.GetToken().Position
-		return fmt.Errorf("%s:%d:%d: %s", file, p.Line, p.Column, ye.GetMessage())
+		return fmt.Errorf("%s:%d:%d: %s", file, p.Line, p.Column, typeMessage(ye.GetMessage()))
 	}
 	// Errors of our own unmarshalers carry "[line:col] " in front.
 	msg := err.Error()
@@ -506,6 +507,35 @@ func positioned(file string, err error) error {
 		}
 	}
 	return fmt.Errorf("%s: %s", file, firstLine(msg))
+}
+
+// goTypeError matches the decoder's message for a value of the wrong
+// type, which names Go types and fields.
+var goTypeError = regexp.MustCompile(`^cannot unmarshal (.+?) into Go (?:struct field \S+ of )?type (\S+)$`)
+
+// typeMessage says a wrong type's message in the configuration's terms.
+func typeMessage(msg string) string {
+	m := goTypeError.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want := map[string]string{"int": "a whole number", "int64": "a whole number", "uint32": "a whole number",
+		"float64": "a number", "bool": "true or false", "string": "a string"}[m[2]]
+	if want == "" {
+		want = "a value of another kind"
+	}
+	found := map[string]string{"string": "a string", "number": "a number", "bool": "true or false",
+		"array": "a list", "sequence": "a list", "mapping": "a mapping"}[m[1]]
+	switch {
+	case found != "":
+	case strings.HasPrefix(m[1], "[]"):
+		found = "a list"
+	case strings.HasPrefix(m[1], "map["):
+		found = "a mapping"
+	default:
+		found = "a value of another kind"
+	}
+	return fmt.Sprintf("expected %s here, found %s", want, found)
 }
 
 func firstLine(s string) string {

@@ -55,6 +55,10 @@ func TestBadConfigs(t *testing.T) {
 			`unknown field "passwd"`},
 		{"bad method", "clusters: {a: {url: postgres://x}}\npolicies: [p.yaml]\nauth: {method: md5}\n",
 			`auth: method "md5"`},
+		{"a word for a number", "clusters: {a: {url: postgres://x}}\npolicies: [p.yaml]\n" +
+			"server: {parse_cache_entries: lots}\n", "c.yaml:3:31: expected a whole number here, found a string"},
+		{"a list for a number", "clusters: {a: {url: postgres://x}}\npolicies: [p.yaml]\n" +
+			"server: {parse_cache_entries: [1]}\n", "c.yaml:3:31: expected a whole number here, found a list"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
