@@ -136,16 +136,7 @@ func TestChildNullReference(t *testing.T) {
 }
 
 func TestChildExpressionsOnTheReferenceRefused(t *testing.T) {
-	pol := parsePolicy(t, `
-version: 1
-regions: {us: {cluster: us}}
-subjects:
-  people: {key: id, identity: [name]}
-children:
-  visits: {subject: {table: people, column: person}}
-roles:
-  doctor: {identity: full, clinical: full}
-`)
+	pol := parsePolicy(t, referencePolicy)
 	for _, c := range []struct{ ddl, want string }{
 		{"CREATE TABLE visits (person int REFERENCES people CHECK (person > 0), note text)",
 			"constraint visits_person_check names the reference column person"},
@@ -160,7 +151,8 @@ roles:
 			"constraint visits_during_excl names the reference column person"},
 	} {
 		d := newDB(t)
-		d.exec(t, "CREATE TABLE people (id serial PRIMARY KEY, name text);"+c.ddl)
+		d.exec(t, "CREATE TABLE people (id serial PRIMARY KEY, name text); "+
+			"CREATE TABLE profiles (person int PRIMARY KEY REFERENCES people, bio text);"+c.ddl)
 		if _, err := d.tryApply(t, pol); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: apply: %v, want %q", c.ddl, err, c.want)
 		}
