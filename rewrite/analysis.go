@@ -71,9 +71,6 @@ type Statement struct {
 	// Renamed lists the new names of the tables, views and sequences the
 	// statement renames.
 	Renamed []string
-	// BodyDDL lists the relations that DDL in a DO block or a function
-	// body the statement defines creates, changes or drops.
-	BodyDDL []Relation
 	// ResetsSession is set for DISCARD ALL and RESET ALL: afterwards the
 	// session's settings, Privata's context among them, are back to their
 	// defaults, and the proxy must apply its own again.

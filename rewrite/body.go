@@ -174,16 +174,23 @@ func (w *walker) createFunction(s *pg.CreateFunctionStmt) {
 	w.st.Definer = w.st.Definer || inner.Definer
 	w.st.Temporary = append(w.st.Temporary, inner.Temporary...)
 	w.st.Renamed = append(w.st.Renamed, inner.Renamed...)
-	w.st.BodyDDL = append(w.st.BodyDDL, inner.BodyDDL...)
 	// What the body reads is read when the function is called, by a
-	// statement that does not show it: the read is the definition's.
-	first := len(w.st.Relations)
-	for _, r := range inner.Relations {
-		if !r.Function && r.Access&Read != 0 {
-			w.st.Relations = append(w.st.Relations, r)
+	// statement that does not show it, and its DDL runs then: both are the
+	// definition's.
+	for i, r := range inner.Relations {
+		ddl := slices.ContainsFunc(inner.Operations, func(op Operation) bool {
+			return op.Relation == i && op.What == OpBodyDDL
+		})
+		if r.Function || !ddl && r.Access&Read == 0 {
+			continue
 		}
+		w.st.Relations = append(w.st.Relations, r)
+		what := OpFunction
+		if ddl {
+			what = OpBodyDDL
+		}
+		w.operation(len(w.st.Relations)-1, what)
 	}
-	w.readsSince(first, OpFunction)
 }
 
 // alterFunction checks the SET clauses of ALTER FUNCTION/PROCEDURE.

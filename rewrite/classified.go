@@ -49,6 +49,8 @@ var onClassified = map[OperationKind]verdict{
 	OpRowLock: {action: Refuse, hint: "A split table's view joins its base tables with an outer " +
 		"join, whose rows PostgreSQL does not lock: lock the row with an UPDATE of it, or take an " +
 		"advisory lock on its key."},
+	OpBodyDDL: {action: Refuse, hint: "Send it as a statement of its own: Privata turns DDL on a " +
+		"classified table into DDL on its split storage only then."},
 	OpFunction: {action: Refuse, hint: "What a function returns when called is not in the read " +
 		"audit, and it may return what it reads: query the table in the statement itself."},
 	OpPublication: {action: Refuse, hint: "The base tables hold identity values in the clear; the " +

@@ -70,15 +70,16 @@ var kindCases = []struct {
 	// DDL on a classified table is split only when sent as a statement:
 	// in a body it would make a plain table or fail on the view.
 	{Do, `DO $$BEGIN CREATE TABLE encounters (patient int, note text); END$$`, Refuse,
-		"DDL on table public.encounters, which the policy classifies, is not supported in a DO block"},
+		"DDL in a DO block or a function body is not supported on table public.encounters"},
 	{Do, `DO $$ BEGIN ALTER TABLE "encounters" ADD CONSTRAINT "fk" FOREIGN KEY ("patient") REFERENCES ` +
 		`"public"."patients"("id"); EXCEPTION WHEN duplicate_object THEN null; END $$`, Refuse,
-		"DDL on table public.encounters"},
-	{Do, `DO $$BEGIN DROP TABLE IF EXISTS public.patients; END$$`, Refuse, "DDL on table public.patients"},
+		"DDL in a DO block or a function body is not supported on table public.encounters"},
+	{Do, `DO $$BEGIN DROP TABLE IF EXISTS public.patients; END$$`, Refuse,
+		"DDL in a DO block or a function body is not supported on table public.patients"},
 	{Do, `DO $$BEGIN CREATE INDEX ON patients (note); COMMENT ON COLUMN patients.ssn IS 'x'; END$$`, Refuse,
-		"DDL on table public.patients"},
+		"DDL in a DO block or a function body is not supported on table public.patients"},
 	{DDL, `CREATE FUNCTION mk() RETURNS void LANGUAGE sql AS 'CREATE TABLE encounters (patient int)'`, Refuse,
-		"DDL on table public.encounters"},
+		"DDL in a DO block or a function body is not supported on table public.encounters"},
 	{Do, `DO $$BEGIN CREATE TABLE scratch (id int); CREATE INDEX ON scratch (id); END$$`, Allow, ""},
 	// Row locks cannot reach through a split table's outer join.
 	{Select, `SELECT first FROM patients WHERE id = 1 FOR UPDATE`, Refuse,

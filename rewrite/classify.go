@@ -37,9 +37,6 @@ type Classification struct {
 	// statement creates, or a relation it renames, would hide from the
 	// session's unqualified names (or clash with).
 	Shadowed *policy.Table
-	// BodyDDL is a classified table that DDL in a DO block or a function
-	// body the statement defines would create, change or drop.
-	BodyDDL *policy.Table
 }
 
 // The schemas whose relations show a classified table's data in another
@@ -84,23 +81,17 @@ func Classify(st *Statement, p *policy.Policy, searchPath []string) Classificati
 			c.Shadowed = ts[0]
 		}
 	}
-	for _, r := range st.BodyDDL {
-		if ts := resolveTables(r, p, searchPath); len(ts) > 0 && c.BodyDDL == nil {
-			c.BodyDDL = ts[0]
-		}
-	}
+	// With a storage schema on the search path (set at connection start: a
+	// SET of it is refused), an unqualified name may mean Privata's own
+	// relation.
+	onPath := slices.IndexFunc(searchPath, isStorageSchema)
 	tables := make([][]*policy.Table, len(st.Relations))
 	for i, r := range st.Relations {
 		if r.Function {
 			continue
 		}
-		if r.Schema == "" && c.Storage == "" {
-			// With a storage schema on the search path (set at connection
-			// start: a SET of it is refused), an unqualified name may mean
-			// Privata's own relation.
-			if i := slices.IndexFunc(searchPath, isStorageSchema); i >= 0 {
-				c.Storage = searchPath[i] + "." + r.Name
-			}
+		if r.Schema == "" && onPath >= 0 && c.Storage == "" {
+			c.Storage = searchPath[onPath] + "." + r.Name
 		}
 		switch schema := r.Schema; {
 		case isStorageSchema(schema):

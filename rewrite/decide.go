@@ -108,15 +108,6 @@ func Decide(st *Statement, c Classification, s Session) Decision {
 				c.Shadowed.QualifiedName()),
 			Hint: "Give the temporary or renamed relation another name.",
 		}
-	case c.BodyDDL != nil:
-		return Decision{
-			Action:   Refuse,
-			SQLState: CodeFeatureNotSupported,
-			Message: fmt.Sprintf("DDL on table %s, which the policy classifies, is not supported in a "+
-				"DO block or a function body through Privata", c.BodyDDL.QualifiedName()),
-			Hint: "Send it as a statement of its own: Privata turns DDL on a classified table into " +
-				"DDL on its split storage only then.",
-		}
 	}
 	if d, ok := decideOperations(st, c); ok {
 		return d

@@ -45,6 +45,7 @@ const (
 	OpTableAs      OperationKind = "CREATE TABLE AS or SELECT INTO"
 	OpPrepare      OperationKind = "PREPARE"
 	OpFunction     OperationKind = "a function or procedure that reads it"
+	OpBodyDDL      OperationKind = "DDL in a DO block or a function body"
 	OpRowLock      OperationKind = "SELECT ... FOR UPDATE or FOR SHARE"
 	OpPublication  OperationKind = "a publication"
 	OpSubscription OperationKind = "a subscription"
@@ -77,9 +78,13 @@ func (w *walker) operationOn(first int, rv *pg.RangeVar, what OperationKind) {
 
 // readsSince records an operation on each relation that the walk since
 // index first recorded as read (the query of CREATE VIEW).
-func (w *walker) readsSince(first int, what OperationKind) {
+func (w *walker) readsSince(first int, what OperationKind) { w.accessedSince(first, Read, what) }
+
+// accessedSince records an operation on each relation that the walk since
+// index first recorded with access a.
+func (w *walker) accessedSince(first int, a Access, what OperationKind) {
 	for i := first; i < len(w.st.Relations); i++ {
-		if r := w.st.Relations[i]; !r.Function && r.Access&Read != 0 {
+		if r := w.st.Relations[i]; !r.Function && r.Access&a != 0 {
 			w.operation(i, what)
 		}
 	}

@@ -572,13 +572,13 @@ func (d *TableDDL) side(cols []string) (string, bool) {
 	return schema, true
 }
 
-// columnRefs returns the column names an expression refers to.
 // referenceHint explains refusals of DDL that names a child's reference
 // column where its pseudonym cannot stand for it.
 const referenceHint = "Privata stores the reference column as the subject's pseudonym, which stands " +
 	"for it only as a column of an index, unique or primary key constraint, or in an index " +
 	"condition's IS [NOT] NULL."
 
+// columnRefs returns the column names an expression refers to.
 func columnRefs(n *pg.Node) []string {
 	if n == nil {
 		return nil

@@ -34,7 +34,7 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 		return
 	}
 	w.temporary(n)
-	w.bodyDDL(n)
+	start := len(w.st.Relations)
 	switch s := n.Node.(type) {
 	case *pg.Node_SelectStmt, *pg.Node_InsertStmt, *pg.Node_UpdateStmt,
 		*pg.Node_DeleteStmt, *pg.Node_MergeStmt:
@@ -123,6 +123,13 @@ func (w *walker) statement(n *pg.Node, sc *scope) {
 		w.node(n, sc)
 		w.ddl = saved
 		w.utilityOperations(n, first)
+	}
+	// Privata turns DDL on a classified table into DDL on its split storage
+	// only when the DDL is a statement of its own (package proxy, ddl.go).
+	if w.via != "" {
+		if k, _ := kindAndTag(n); k == DDL {
+			w.accessedSince(start, Write, OpBodyDDL)
+		}
 	}
 }
 
@@ -480,81 +487,6 @@ func (w *walker) temporary(n *pg.Node) {
 		strings.HasPrefix(schema, "pg_temp_") {
 		w.st.Temporary = append(w.st.Temporary, rv.Relname)
 	}
-}
-
-// bodyDDL records the relation that DDL statement n creates, changes or
-// drops when n is in a DO block or a function body (Statement.BodyDDL):
-// Privata rewrites DDL on classified tables only when it is sent as a
-// statement of its own.
-func (w *walker) bodyDDL(n *pg.Node) {
-	if w.via == "" {
-		return
-	}
-	var rvs []*pg.RangeVar
-	switch s := n.Node.(type) {
-	case *pg.Node_CreateStmt:
-		rvs = append(rvs, s.CreateStmt.Relation)
-		for _, p := range s.CreateStmt.InhRelations {
-			rvs = append(rvs, p.GetRangeVar())
-		}
-	case *pg.Node_AlterTableStmt:
-		rvs = append(rvs, s.AlterTableStmt.Relation)
-	case *pg.Node_IndexStmt:
-		rvs = append(rvs, s.IndexStmt.Relation)
-	case *pg.Node_RenameStmt:
-		rvs = append(rvs, s.RenameStmt.Relation)
-	case *pg.Node_ViewStmt:
-		rvs = append(rvs, s.ViewStmt.View)
-	case *pg.Node_CreateTableAsStmt:
-		if s.CreateTableAsStmt.Into != nil {
-			rvs = append(rvs, s.CreateTableAsStmt.Into.Rel)
-		}
-	case *pg.Node_CreateTrigStmt:
-		rvs = append(rvs, s.CreateTrigStmt.Relation)
-	case *pg.Node_RuleStmt:
-		rvs = append(rvs, s.RuleStmt.Relation)
-	case *pg.Node_CreatePolicyStmt:
-		rvs = append(rvs, s.CreatePolicyStmt.Table)
-	case *pg.Node_AlterPolicyStmt:
-		rvs = append(rvs, s.AlterPolicyStmt.Table)
-	case *pg.Node_CommentStmt:
-		if l := s.CommentStmt.Object.GetList(); l != nil {
-			names := nameStrings(l.Items)
-			if s.CommentStmt.Objtype == pg.ObjectType_OBJECT_COLUMN && len(names) > 1 {
-				names = names[:len(names)-1]
-			}
-			rvs = append(rvs, rangeVarOf(names))
-		}
-	case *pg.Node_DropStmt:
-		switch s.DropStmt.RemoveType {
-		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW,
-			pg.ObjectType_OBJECT_FOREIGN_TABLE:
-			for _, o := range s.DropStmt.Objects {
-				if l := o.GetList(); l != nil {
-					rvs = append(rvs, rangeVarOf(nameStrings(l.Items)))
-				}
-			}
-		}
-	}
-	for _, rv := range rvs {
-		if rv != nil && rv.Relname != "" {
-			w.st.BodyDDL = append(w.st.BodyDDL, Relation{Schema: rv.Schemaname, Name: rv.Relname})
-		}
-	}
-}
-
-// rangeVarOf makes a RangeVar of a qualified name's parts, nil when they
-// are no relation's name.
-func rangeVarOf(names []string) *pg.RangeVar {
-	switch len(names) {
-	case 1:
-		return &pg.RangeVar{Relname: names[0]}
-	case 2:
-		return &pg.RangeVar{Schemaname: names[0], Relname: names[1]}
-	case 3:
-		return &pg.RangeVar{Schemaname: names[1], Relname: names[2]}
-	}
-	return nil
 }
 
 // selectInto returns the INTO clause of SELECT ... INTO, which a set
