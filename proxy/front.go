@@ -36,19 +36,15 @@ func (s *session) front() error {
 			return describeReadError(err)
 		}
 		switch typ {
-		case 'Q', 'E':
-			s.copyWindow = true
-		case 'c', 'f':
-			s.copyWindow = false
-		}
-		switch typ {
 		case 'Q':
+			s.copyWindow = true
 			err = s.query(n)
 		case 'P':
 			err = s.parse(n)
 		case 'B':
 			err = s.bind(n)
 		case 'E':
+			s.copyWindow = true
 			err = s.execute(n)
 		case 'D':
 			err = s.describe(n)
@@ -70,6 +66,7 @@ func (s *session) front() error {
 		case 'd', 'c', 'f':
 			// COPY data flows through as it arrives. Outside COPY IN the
 			// backend ignores these, as the protocol says.
+			s.copyWindow = s.copyWindow && typ == 'd'
 			err = s.cr.copyTo(s.uw, typ, n)
 		case 'X':
 			return nil
@@ -110,9 +107,9 @@ func (s *session) push(e entry) error {
 	return nil
 }
 
-// forward passes a message on unchanged.
-func (s *session) forward(k kind, typ byte, n int) error {
-	if err := s.push(entry{kind: k}); err != nil {
+// forward passes a message on unchanged, with entry e for its response.
+func (s *session) forward(e entry, typ byte, n int) error {
+	if err := s.push(e); err != nil {
 		return err
 	}
 	return s.cr.copyTo(s.uw, typ, n)

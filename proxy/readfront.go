@@ -389,10 +389,7 @@ func (s *session) sync(n int) error {
 	answered := s.rs.cycleAnswered && !s.rs.cycleForwarded
 	s.rs.answers, s.rs.fills = nil, nil
 	if !answered {
-		if err := s.push(entry{kind: kSync, inCopy: s.copyWindow}); err != nil {
-			return err
-		}
-		return s.cr.copyTo(s.uw, 'S', n)
+		return s.forward(entry{kind: kSync, inCopy: s.copyWindow}, 'S', n)
 	}
 	if err := s.cr.discard(n); err != nil {
 		return err
