@@ -21,11 +21,8 @@ func DropViewsSQL(t *policy.Table) string {
 		names = append(names, qname(AccessSchema, t.Name+v))
 	}
 	names = append(names, qname(t.Schema, t.Name))
-	for _, side := range []policy.Class{policy.Identity, policy.Clinical} {
-		if side == policy.Identity && t.Kind == policy.Child {
-			continue // a child has a clinical access view only
-		}
-		names = append(names, qname(AccessSchema, t.Name+"_"+string(side)))
+	for _, side := range accessSides(t) {
+		names = append(names, qname(AccessSchema, accessName(t, side)))
 	}
 	var b strings.Builder
 	for _, n := range names {

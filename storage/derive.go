@@ -97,7 +97,10 @@ func (d *deriver) steps() ([]Step, error) {
 // viewColumn is a column of a generated view.
 type viewColumn struct{ name, expr, typ string }
 
-func (d *deriver) accessName(side policy.Class) string { return d.t().Name + "_" + string(side) }
+func (d *deriver) accessName(side policy.Class) string { return accessName(d.t(), side) }
+
+// accessName names split table t's access view of a side (in AccessSchema).
+func accessName(t *policy.Table, side policy.Class) string { return t.Name + "_" + string(side) }
 
 // accessColumns returns the columns of the access view of a side.
 func (d *deriver) accessColumns(side policy.Class) ([]viewColumn, error) {
@@ -195,8 +198,12 @@ func viewSQL(name, options string, cols []viewColumn, from string) string {
 }
 
 // sides lists the access views' sides.
-func (d *deriver) sides() []policy.Class {
-	if d.t().Kind == policy.Child {
+func (d *deriver) sides() []policy.Class { return accessSides(d.t()) }
+
+// accessSides are the sides of split table t that have an access view: a
+// child's rows are all clinical.
+func accessSides(t *policy.Table) []policy.Class {
+	if t.Kind == policy.Child {
 		return []policy.Class{policy.Clinical}
 	}
 	return []policy.Class{policy.Identity, policy.Clinical}

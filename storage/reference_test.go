@@ -84,10 +84,9 @@ func TestChildConstraintsOnTheReference(t *testing.T) {
 			strings.Join(want, "\n"))
 	}
 	var deferrable bool
-	d.conn.QueryRow(ctx, `SELECT condeferrable FROM pg_constraint WHERE conname = 'visits_person_slot'
-		AND conrelid = 'privata_clinical.visits'::regclass`).Scan(&deferrable)
-	if !deferrable {
-		t.Error("visits_person_slot lost DEFERRABLE")
+	if err := d.conn.QueryRow(ctx, `SELECT condeferrable FROM pg_constraint WHERE conname = 'visits_person_slot'
+		AND conrelid = 'privata_clinical.visits'::regclass`).Scan(&deferrable); err != nil || !deferrable {
+		t.Errorf("visits_person_slot lost DEFERRABLE: %v", err)
 	}
 
 	for _, c := range []struct {
