@@ -513,6 +513,9 @@ func (s *session) changeSplit(ctx context.Context, conn *pgx.Conn, d *rewrite.Ta
 		if d.DropViews {
 			sqls = append(sqls, storage.DropViewsSQL(t))
 		}
+		if r := d.RenamedColumn; r != nil {
+			after = append(after, storage.RenameColumnSQL(t, r[0], r[1]))
+		}
 		sqls = append(sqls, base...)
 	}
 	if e := s.crossRegion(ctx, conn, false); e != nil {

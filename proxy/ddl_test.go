@@ -312,7 +312,7 @@ func TestAlterSplitTablesThroughPrivata(t *testing.T) {
 		[2]string{`CREATE INDEX encounters_patient_idx ON encounters (patient)`, "CREATE INDEX"},
 		[2]string{`ALTER TABLE "encounters" ADD CONSTRAINT "encounters_patient_fkey" FOREIGN KEY ("patient")
 			REFERENCES "patients"("id") ON DELETE CASCADE ON UPDATE CASCADE`, "ALTER TABLE"},
-		[2]string{`ALTER TABLE patients ADD COLUMN phone text, ADD COLUMN born date`, "ALTER TABLE"},
+		[2]string{`ALTER TABLE patients ADD COLUMN born date, ADD COLUMN phone text`, "ALTER TABLE"},
 		[2]string{`ALTER TABLE patients ALTER COLUMN visits SET DEFAULT 5`, "ALTER TABLE"},
 		[2]string{`ALTER TABLE patients ALTER COLUMN note TYPE varchar(200)`, "ALTER TABLE"},
 		[2]string{`ALTER TABLE patients ADD CONSTRAINT visits_positive CHECK (visits >= 0)`, "ALTER TABLE"},
@@ -355,6 +355,16 @@ func TestAlterSplitTablesThroughPrivata(t *testing.T) {
 			"[privata_clinical phone text]\n[public birthday date]\n[public note character varying]\n"+
 			"[public phone text]\n" {
 		t.Errorf("columns:\n%s", got)
+	}
+	// A renamed column keeps its place, as on a plain table.
+	if got := rowsOf(t, e.admin(t), `SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
+		FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'patients'`); got !=
+		"SELECT 1\n[id,ssn,first,last,visits,note,birthday,phone]\n" {
+		t.Errorf("patients' columns after RENAME COLUMN: %s", got)
+	}
+	// A column the policy names is not dropped.
+	if _, err := simple(t, pc, `ALTER TABLE patients DROP COLUMN ssn`); sqlstate(err) != "0A000" {
+		t.Errorf("DROP COLUMN of a column the policy names: %v, want 0A000", err)
 	}
 	if got := rowsOf(t, conn, `INSERT INTO patients (ssn, first, phone, birthday) VALUES ('1', 'Ann', '555', '2000-01-02')
 		RETURNING id, visits, phone, birthday::text`); got != "INSERT 0 1\n[1 5 555 2000-01-02]\n" {

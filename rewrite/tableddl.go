@@ -41,6 +41,9 @@ type TableDDL struct {
 	// DropViews says the base tables change in a way the views over them
 	// block (a column dropped, renamed or changing type).
 	DropViews bool
+	// RenamedColumn is the old and new name of a column RENAME COLUMN
+	// renames: the registry keeps the column's place under its new name.
+	RenamedColumn *[2]string
 	// Drop is DROP TABLE; Cascade with it.
 	Drop, Cascade bool
 	// Index is the index a DROP INDEX or ALTER INDEX ... RENAME TO
@@ -166,6 +169,7 @@ func ClassifiedDDL(text string, i int, p *policy.Policy, searchPath []string) (*
 				"one, and change the policy."}
 		}
 		d.DropViews = true
+		d.RenamedColumn = &[2]string{rs.Subname, rs.Newname}
 	case *pg.Node_DropStmt:
 		ds := s.DropStmt
 		if ds.RemoveType == pg.ObjectType_OBJECT_INDEX && len(ds.Objects) == 1 && !ds.Concurrent {
@@ -414,6 +418,12 @@ func (d *TableDDL) Base(split func(*policy.Table) bool, constraintBase func(name
 				if cmd.Name == t.Key || cmd.Name == t.Reference {
 					return nil, fail("changing the key or reference column %s of table %s is not supported",
 						cmd.Name, t.QualifiedName())
+				}
+				if cmd.Subtype == pg.AlterTableType_AT_DropColumn && t.Column(cmd.Name) != nil {
+					return nil, &Error{SQLState: CodeFeatureNotSupported, Message: fmt.Sprintf("column %s "+
+						"of table %s is named by the policy: dropping it is not supported", cmd.Name,
+						t.QualifiedName()), Hint: "Take the column out of the policy and run privata apply, " +
+						"then drop it."}
 				}
 				cols = []string{cmd.Name}
 			case pg.AlterTableType_AT_AddConstraint:

@@ -54,6 +54,15 @@ func DropSQL(t *policy.Table, cascade bool) string {
 	return b.String()
 }
 
+// RenameColumnSQL renames a column of split table t in the registry, whose
+// list of the application's columns keeps their order in t's view: the
+// column keeps its place under its new name.
+func RenameColumnSQL(t *policy.Table, from, to string) string {
+	return fmt.Sprintf("UPDATE privata.tables SET columns = pg_catalog.array_replace(columns, %s, %s)\n"+
+		" WHERE schema_name = %s AND table_name = %s;\n", literal(from), literal(to), literal(t.Schema),
+		literal(t.Name))
+}
+
 // UnregisterSQL removes split table t from the registry privata.tables.
 func UnregisterSQL(t *policy.Table) string {
 	return fmt.Sprintf("DELETE FROM privata.tables WHERE schema_name = %s AND table_name = %s;\n",
